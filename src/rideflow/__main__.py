@@ -1,0 +1,3 @@
+from rideflow.cli import main
+
+main()

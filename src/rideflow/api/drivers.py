@@ -1,0 +1,70 @@
+"""Drivers: registration, online status, positions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from rideflow.api.problems import responses
+from rideflow.deps import DriversDep
+from rideflow.schemas import (
+    DriverCreate,
+    DriverLocation,
+    DriverStatusUpdate,
+    DriverView,
+    Location,
+    LocationBatch,
+    LocationBatchResult,
+)
+
+router = APIRouter(prefix="/v1/drivers", tags=["drivers"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DriverView,
+    responses=responses(409, 422),
+    summary="Register a driver (offline until they go online)",
+)
+async def create_driver(body: DriverCreate, drivers: DriversDep) -> DriverView:
+    return await drivers.create(body)
+
+
+@router.get(
+    "/{driver_id}",
+    response_model=DriverView,
+    responses=responses(404),
+    summary="A driver: profile, status, current ride, last position",
+)
+async def get_driver(driver_id: str, drivers: DriversDep) -> DriverView:
+    return await drivers.get(driver_id)
+
+
+@router.put(
+    "/{driver_id}/status",
+    response_model=DriverView,
+    responses=responses(404, 422),
+    summary="Go online or offline",
+)
+async def set_status(driver_id: str, body: DriverStatusUpdate, drivers: DriversDep) -> DriverView:
+    return await drivers.set_status(driver_id, body.status)
+
+
+@router.put(
+    "/{driver_id}/location",
+    status_code=204,
+    responses=responses(404, 422),
+    summary="Report one position",
+)
+async def put_location(driver_id: str, body: Location, drivers: DriversDep) -> None:
+    await drivers.record_one(DriverLocation(driver_id=driver_id, **body.model_dump()))
+
+
+@router.post(
+    "/locations",
+    response_model=LocationBatchResult,
+    responses=responses(422),
+    summary="Report many positions in one call; refused ones are listed with a reason",
+)
+async def post_locations(body: LocationBatch, drivers: DriversDep) -> LocationBatchResult:
+    return await drivers.record(body.positions)

@@ -1,0 +1,56 @@
+"""Ride requests: accept onto the city queue, read, cancel, complete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from rideflow.api.problems import responses
+from rideflow.deps import IdempotencyKey, RidesDep
+from rideflow.schemas import RideAccepted, RideCreate, RideView
+
+router = APIRouter(prefix="/v1/rides", tags=["rides"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=RideAccepted,
+    responses=responses(409, 422),
+    summary="Request a ride: queued for dispatch, answered at once",
+)
+async def create_ride(
+    body: RideCreate, rides: RidesDep, response: Response, idempotency_key: IdempotencyKey = None
+) -> RideAccepted:
+    ride_id, city = await rides.create(body, idempotency_key)
+    response.headers["Location"] = f"/v1/rides/{ride_id}"
+    return RideAccepted(ride_id=ride_id, city=city)
+
+
+@router.get(
+    "/{ride_id}",
+    response_model=RideView,
+    responses=responses(404),
+    summary="A ride: status, driver, pickup distance, time of each transition",
+)
+async def get_ride(ride_id: str, rides: RidesDep) -> RideView:
+    return await rides.get(ride_id)
+
+
+@router.post(
+    "/{ride_id}/cancel",
+    response_model=RideView,
+    responses=responses(404, 409),
+    summary="Cancel a live ride; a reserved driver is freed at once",
+)
+async def cancel_ride(ride_id: str, rides: RidesDep) -> RideView:
+    return await rides.cancel(ride_id)
+
+
+@router.post(
+    "/{ride_id}/complete",
+    response_model=RideView,
+    responses=responses(404, 409),
+    summary="Complete an assigned ride; the driver returns to the pool",
+)
+async def complete_ride(ride_id: str, rides: RidesDep) -> RideView:
+    return await rides.complete(ride_id)

@@ -1,0 +1,69 @@
+"""The application factory: `create_app(settings)` is the one way to get an app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from rideflow import __version__, errors
+from rideflow.api import compat, drivers, health, rides
+from rideflow.cities import CityMap
+from rideflow.config import Settings
+from rideflow.connections import create_redis
+from rideflow.drivers import Drivers
+from rideflow.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from rideflow.ratelimit import RateLimiter
+from rideflow.rides import Rides
+from rideflow.scripts import Scripts
+
+DESCRIPTION = """
+Real-time dispatch for ride-hailing and delivery. Ride requests are accepted at once (202) and
+queued per city; dispatcher workers match them to the nearest available driver.
+
+Every error is `application/problem+json` (RFC 9457). Requests are rate limited per client
+address; limited responses carry `RateLimit-Policy` and `RateLimit` headers.
+"""
+
+
+class AppState(TypedDict):
+    """What the lifespan hands every request (`request.state`)."""
+
+    settings: Settings
+    redis: Redis
+    rides: Rides
+    drivers: Drivers
+    limiter: RateLimiter
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; long-lived resources are made in the lifespan, not here."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
+        redis = create_redis(settings, "api")
+        scripts = Scripts.register(redis)
+        cities = CityMap(settings.cities)
+        try:
+            yield AppState(
+                settings=settings,
+                redis=redis,
+                rides=Rides(redis, scripts, settings, cities),
+                drivers=Drivers(redis, scripts, settings, cities),
+                limiter=RateLimiter(redis, scripts, settings),
+            )
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    for module in (rides, drivers, compat, health):
+        app.include_router(module.router)
+    if settings.rate_limit_enabled:
+        app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,103 @@
+"""The `rideflow` command."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from rideflow import logs
+from rideflow.config import Settings
+
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="RideFlow: real-time dispatch for ride-hailing and delivery.",
+)
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
+) -> None:
+    """Serve the HTTP API (needs a Redis: RIDEFLOW_REDIS_URL)."""
+    import uvicorn
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    uvicorn.run(
+        "rideflow.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=False,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@cli.command()
+def dispatcher(
+    concurrency: Annotated[int | None, typer.Option(help="Rides handled at once")] = None,
+    city: Annotated[
+        list[str] | None, typer.Option(help="City to serve (repeat); all when absent")
+    ] = None,
+) -> None:
+    """Match queued rides to drivers until SIGTERM or Ctrl-C."""
+    from rideflow.workers.dispatcher import DispatcherWorker
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    known = [c.code for c in settings.cities]
+    unknown = set(city or []) - set(known)
+    if unknown:
+        raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        worker = DispatcherWorker(
+            settings, city or known, concurrency or settings.dispatcher_concurrency
+        )
+        await worker.run(stop)
+
+    asyncio.run(main())
+
+
+@cli.command()
+def up(
+    concurrency: Annotated[int | None, typer.Option(help="Dispatcher concurrency")] = None,
+) -> None:
+    """Run everything on this machine: a managed Redis (unless RIDEFLOW_REDIS_URL is set), the
+    API and a dispatcher."""
+    from rideflow.workers.supervisor import up as run_up
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    raise typer.Exit(run_up(settings, concurrency or settings.dispatcher_concurrency))
+
+
+@cli.command()
+def check() -> None:
+    """Exit 0 when the configured Redis answers, 1 otherwise."""
+    import redis
+
+    from rideflow.connections import redis_url
+
+    try:
+        redis.Redis.from_url(redis_url(Settings()), socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        typer.echo(f"redis unreachable: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo("ok")
+
+
+def main() -> None:
+    """Entry point of the `rideflow` script."""
+    cli()

@@ -1,0 +1,121 @@
+"""Settings: one validated object, read from `RIDEFLOW_*` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Algorithm = Literal["fixed_window", "sliding_window", "token_bucket"]
+
+
+class City(BaseModel):
+    """A service area: a circle around a centre point."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,15}$")
+    name: str
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    radius_km: float = Field(gt=0, le=200)
+
+
+class RatePolicy(BaseModel):
+    """How many requests a client may make; `burst` only matters to the token bucket."""
+
+    algorithm: Algorithm = "sliding_window"
+    limit: int = Field(gt=0)
+    window_s: float = Field(gt=0)
+    burst: int | None = Field(default=None, gt=0)
+
+
+class RateRoute(BaseModel):
+    """Which policy guards a route: `method` may be `*`, `path` may hold `{param}` segments."""
+
+    method: str = "*"
+    path: str
+    policy: str
+
+
+DEFAULT_CITIES = [City(code="blr", name="Bengaluru", lat=12.9716, lng=77.5946, radius_km=30)]
+DEFAULT_POLICIES = {
+    "default": RatePolicy(algorithm="sliding_window", limit=600, window_s=60),
+    "create": RatePolicy(algorithm="token_bucket", limit=20, window_s=1, burst=40),
+    "positions": RatePolicy(algorithm="token_bucket", limit=200, window_s=1, burst=400),
+}
+DEFAULT_ROUTES = [
+    RateRoute(method="POST", path="/v1/rides", policy="create"),
+    RateRoute(method="POST", path="/request-ride", policy="create"),
+    RateRoute(method="PUT", path="/v1/drivers/{driver_id}/location", policy="positions"),
+    RateRoute(method="POST", path="/v1/drivers/locations", policy="positions"),
+]
+
+
+class Settings(BaseSettings):
+    """Everything configurable; tests build their own instance instead of patching the env."""
+
+    model_config = SettingsConfigDict(env_prefix="RIDEFLOW_", env_nested_delimiter="__")
+
+    env: Literal["development", "production"] = "development"
+    redis_url: str | None = None
+    managed_redis_port: int = 6399
+    data_dir: str = "var"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    redis_pool_size: int = 64
+
+    cities: list[City] = Field(default_factory=lambda: list(DEFAULT_CITIES))
+
+    driver_stale_s: float = Field(default=30.0, gt=0)
+    search_radii_km: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.5, 5.0])
+    search_count: int = Field(default=10, gt=0)
+    ride_deadline_s: float = Field(default=120.0, gt=0)
+    retry_base_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=8.0, gt=0)
+    ride_retention_s: int = Field(default=86_400, gt=0)
+    claim_idle_ms: int = Field(default=30_000, gt=0)
+    retry_lease_ms: int = Field(default=30_000, gt=0)
+    dispatcher_concurrency: int = Field(default=16, gt=0)
+
+    rate_limit_enabled: bool = True
+    rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    rate_routes: list[RateRoute] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
+    rate_default_policy: str | None = "default"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=512 * 1024, gt=0)
+
+    @field_validator("search_radii_km")
+    @classmethod
+    def _radii_ascending(cls, radii: list[float]) -> list[float]:
+        if not radii or any(r <= 0 for r in radii) or radii != sorted(radii):
+            raise ValueError("search radii must be positive and ascending")
+        return radii
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        if not self.cities:
+            raise ValueError("at least one city must be configured")
+        if len({c.code for c in self.cities}) != len(self.cities):
+            raise ValueError("city codes must be unique")
+        names = set(self.rate_policies)
+        missing = {r.policy for r in self.rate_routes} - names
+        if self.rate_default_policy is not None and self.rate_default_policy not in names:
+            missing.add(self.rate_default_policy)
+        if missing:
+            raise ValueError(f"rate routes name unknown policies: {sorted(missing)}")
+        for proxy in self.trusted_proxies:
+            ipaddress.ip_network(proxy, strict=False)
+        return self
+
+    @cached_property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The trusted proxies, parsed once."""
+        return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
+
+    @property
+    def max_radius_km(self) -> float:
+        """The widest search radius."""
+        return self.search_radii_km[-1]

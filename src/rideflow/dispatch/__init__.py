@@ -1,0 +1,1 @@
+"""Matching ride requests to drivers: candidate search, ranking, reservation."""

@@ -1,0 +1,107 @@
+"""Dispatching one ride: begin searching, widen the radius, reserve, or schedule a retry."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from rideflow import keys
+from rideflow.config import Settings
+from rideflow.dispatch.geo import candidates, nearby, queue_nearby
+from rideflow.dispatch.matcher import Candidate, rank_nearest
+from rideflow.scripts import Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling a ride led to: its status now, and the driver when one was assigned."""
+
+    status: str
+    driver: Candidate | None = None
+
+
+class Dispatcher:
+    """Matches rides of any city; safe to run in many tasks and processes at once, because
+    every state change is one Lua script that re-checks what it relies on."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings):
+        self.redis, self.scripts, self.settings = redis, scripts, settings
+        self.radii_m = [r * 1000 for r in settings.search_radii_km]
+        self.stale_ms = int(settings.driver_stale_s * 1000)
+        self.retry_base_ms = int(settings.retry_base_s * 1000)
+        self.retry_max_ms = int(settings.retry_max_s * 1000)
+
+    async def handle(
+        self, city: str, ride_id: str, entry_id: str = "", pickup: tuple[float, float] | None = None
+    ) -> Outcome:
+        """Take a ride from the stream (`entry_id`) or the retry set ('') and try to assign it.
+
+        With the pickup known (it travels in the stream entry) the first search goes out in the
+        same round trip as the step that marks the ride SEARCHING.
+        """
+        begin_args = [ride_id, entry_id, keys.DISPATCH_GROUP]
+        begin_keys = [keys.ride(city, ride_id), keys.requests(city), keys.retries(city)]
+        first: list[Candidate] | None = None
+        if pickup is not None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self.scripts.ride_begin(keys=begin_keys, args=begin_args, client=pipe)
+                await queue_nearby(pipe, city, *pickup, self.radii_m[0], self.settings.search_count)
+                begun, reply = await pipe.execute()
+            first = candidates(reply)
+        else:
+            begun = await self.scripts.ride_begin(keys=begin_keys, args=begin_args)
+        if begun[0] != "SEARCHING":
+            return Outcome(begun[0])
+        lat, lng = float(begun[1]), float(begun[2])
+        for i, radius in enumerate(self.radii_m):
+            found = (
+                first
+                if i == 0 and first is not None
+                else await nearby(self.redis, city, lat, lng, radius, self.settings.search_count)
+            )
+            if not found:
+                continue
+            outcome = await self._reserve(city, ride_id, entry_id, rank_nearest(found))
+            if outcome is not None:
+                return outcome
+        return await self._retry_later(city, ride_id, entry_id)
+
+    async def _reserve(
+        self, city: str, ride_id: str, entry_id: str, ranked: list[Candidate]
+    ) -> Outcome | None:
+        args: list[str | float] = [ride_id, entry_id, keys.DISPATCH_GROUP, self.stale_ms]
+        for c in ranked:
+            args.extend((c.driver_id, round(c.distance_m, 1)))
+        index, detail = await self.scripts.ride_reserve(
+            keys=[
+                keys.ride(city, ride_id),
+                keys.pool(city),
+                keys.seen(city),
+                keys.requests(city),
+                keys.retries(city),
+                *(keys.driver(city, c.driver_id) for c in ranked),
+            ],
+            args=args,
+        )
+        if index > 0:
+            return Outcome("ASSIGNED", ranked[index - 1])
+        if index < 0:
+            return Outcome(str(detail))
+        return None
+
+    async def _retry_later(self, city: str, ride_id: str, entry_id: str) -> Outcome:
+        reply = await self.scripts.ride_retry(
+            keys=[keys.ride(city, ride_id), keys.requests(city), keys.retries(city)],
+            args=[
+                ride_id,
+                entry_id,
+                keys.DISPATCH_GROUP,
+                self.retry_base_ms,
+                self.retry_max_ms,
+                random.random(),
+                self.settings.ride_retention_s,
+            ],
+        )
+        return Outcome(str(reply[0]))

@@ -1,0 +1,176 @@
+"""Drivers: registration, online status and positions, kept in their city's Redis keys."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import cast
+
+from redis.asyncio import Redis
+
+from rideflow import keys
+from rideflow.cities import CityMap
+from rideflow.config import City, Settings
+from rideflow.errors import Conflict, NotFound, Unprocessable
+from rideflow.schemas import (
+    DriverCreate,
+    DriverLocation,
+    DriverView,
+    LocationBatchResult,
+    Position,
+    RejectedLocation,
+)
+from rideflow.scripts import Scripts
+from rideflow.timefmt import from_ms, to_ms
+
+RECORDED, UNKNOWN, OUT_OF_ORDER = 1, 0, 2
+
+
+def area_text(city: City) -> str:
+    """How a person reads a service area."""
+    return f"{city.code} ({city.name}): within {city.radius_km:g} km of {city.lat}, {city.lng}"
+
+
+class Drivers:
+    """The driver store; one instance per process, shared by requests."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, cities: CityMap):
+        self.redis, self.scripts, self.settings, self.cities = redis, scripts, settings, cities
+        self.stale_ms = int(settings.driver_stale_s * 1000)
+
+    async def create(self, body: DriverCreate) -> DriverView:
+        """Register a driver (offline until they say otherwise); an existing id is a conflict."""
+        code = body.city or self.settings.cities[0].code
+        if self.cities.get(code) is None:
+            raise Unprocessable(f"unknown city {code!r}; known: {self.cities.codes}", field="city")
+        # The directory claims the id across cities; the city hash is created atomically after.
+        await self.redis.hsetnx(keys.DRIVER_DIRECTORY, body.id, code)
+        home = cast(str | None, await self.redis.hget(keys.DRIVER_DIRECTORY, body.id))
+        if home != code:
+            raise Conflict(f"driver {body.id} already exists in city {home}")
+        created = await self.scripts.driver_create(
+            keys=[keys.driver(code, body.id)],
+            args=[body.id, body.name, body.rating, body.vehicle, code],
+        )
+        if not created:
+            raise Conflict(f"driver {body.id} already exists")
+        return await self.get(body.id)
+
+    async def city_of(self, driver_id: str) -> str:
+        """The city a driver is registered in."""
+        code = cast(str | None, await self.redis.hget(keys.DRIVER_DIRECTORY, driver_id))
+        if code is None or self.cities.get(code) is None:
+            raise NotFound(f"no driver with id {driver_id!r}")
+        return str(code)
+
+    async def get(self, driver_id: str) -> DriverView:
+        """A driver's profile, status, current ride and last position."""
+        code = await self.city_of(driver_id)
+        h = cast(dict[str, str], await self.redis.hgetall(keys.driver(code, driver_id)))
+        if not h:
+            raise NotFound(f"no driver with id {driver_id!r}")
+        position = None
+        if "lat" in h:
+            position = Position(
+                lat=float(h["lat"]), lng=float(h["lng"]), recorded_at=from_ms(h["seen"])
+            )
+        return DriverView(
+            id=driver_id,
+            name=h["name"],
+            rating=float(h["rating"]),
+            vehicle=h["vehicle"],
+            city=code,
+            status=h["status"],
+            ride_id=h.get("ride") or None,
+            position=position,
+            speed_mps=float(h["speed"]) if "speed" in h else None,
+        )
+
+    async def set_status(self, driver_id: str, status: str) -> DriverView:
+        """Take a driver online (into the pool once they have a fresh position) or offline."""
+        code = await self.city_of(driver_id)
+        found = await self.scripts.driver_status(
+            keys=[keys.pool(code), keys.seen(code), keys.driver(code, driver_id)],
+            args=[driver_id, status, self.stale_ms],
+        )
+        if not found:
+            raise NotFound(f"no driver with id {driver_id!r}")
+        return await self.get(driver_id)
+
+    async def record_one(self, location: DriverLocation) -> None:
+        """Record one position; any refusal is an error response."""
+        result = await self.record([location])
+        if result.rejected:
+            reason = result.rejected[0].reason
+            if reason.startswith("no driver"):
+                raise NotFound(reason)
+            raise Unprocessable(reason, field="lat" if "outside" in reason else "recorded_at")
+
+    async def record(self, locations: list[DriverLocation]) -> LocationBatchResult:
+        """Record many positions with one script call per city, all in one round trip."""
+        rejected: list[RejectedLocation] = []
+        by_city: dict[str, list[tuple[int, DriverLocation]]] = defaultdict(list)
+        for i, loc in enumerate(locations):
+            city = self.cities.locate(loc.lat, loc.lng)
+            if city is None:
+                rejected.append(
+                    RejectedLocation(
+                        index=i,
+                        driver_id=loc.driver_id,
+                        reason=f"position {loc.lat}, {loc.lng} is outside every service area",
+                    )
+                )
+            else:
+                by_city[city.code].append((i, loc))
+        unknown: list[tuple[int, DriverLocation, str]] = []
+        if by_city:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for code, items in by_city.items():
+                    await self._queue_positions(pipe, code, [loc for _, loc in items])
+                outcomes = await pipe.execute()
+            for (code, items), codes in zip(by_city.items(), outcomes, strict=True):
+                for (i, loc), outcome in zip(items, codes, strict=True):
+                    if outcome == UNKNOWN:
+                        unknown.append((i, loc, code))
+                    elif outcome == OUT_OF_ORDER:
+                        rejected.append(
+                            RejectedLocation(
+                                index=i,
+                                driver_id=loc.driver_id,
+                                reason="recorded_at is older than the position already held",
+                            )
+                        )
+        rejected.extend(await self._explain_unknown(unknown))
+        rejected.sort(key=lambda r: r.index)
+        return LocationBatchResult(accepted=len(locations) - len(rejected), rejected=rejected)
+
+    async def _queue_positions(self, pipe: Redis, code: str, items: list[DriverLocation]) -> None:
+        driver_keys = [keys.driver(code, loc.driver_id) for loc in items]
+        args: list[str | int | float] = [self.stale_ms]
+        for loc in items:
+            at = to_ms(loc.recorded_at) if loc.recorded_at else 0
+            speed = "" if loc.speed_mps is None else loc.speed_mps
+            args.extend((loc.driver_id, loc.lng, loc.lat, at, speed))
+        await self.scripts.driver_positions(
+            keys=[keys.pool(code), keys.seen(code), *driver_keys], args=args, client=pipe
+        )
+
+    async def _explain_unknown(
+        self, unknown: list[tuple[int, DriverLocation, str]]
+    ) -> list[RejectedLocation]:
+        """Say whether a refused driver does not exist or drives in another city."""
+        if not unknown:
+            return []
+        ids = [loc.driver_id for _, loc, _ in unknown]
+        homes = cast(list[str | None], await self.redis.hmget(keys.DRIVER_DIRECTORY, ids))
+        out = []
+        for (i, loc, code), home in zip(unknown, homes, strict=True):
+            city = self.cities.get(home) if home else None
+            if city is None:
+                reason = f"no driver with id {loc.driver_id!r}"
+            else:
+                reason = (
+                    f"driver {loc.driver_id} drives in {area_text(city)}; "
+                    f"position {loc.lat}, {loc.lng} is in {code}"
+                )
+            out.append(RejectedLocation(index=i, driver_id=loc.driver_id, reason=reason))
+        return out

@@ -1,0 +1,113 @@
+"""Domain errors that carry their HTTP meaning, and the one place that renders them as
+RFC 9457 `application/problem+json`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class RideflowError(Exception):
+    """An error a client can act on; subclasses fix the status and title."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(RideflowError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(RideflowError):
+    status = 409
+    title = "Conflict"
+
+
+class Unprocessable(RideflowError):
+    """Valid JSON that the domain refuses; `field` names the offending input."""
+
+    status = 422
+    title = "Unprocessable request"
+
+    def __init__(self, detail: str, *, field: str, **extra: Any) -> None:
+        super().__init__(detail, errors=[{"field": field, "reason": detail}], **extra)
+
+
+class Unavailable(RideflowError):
+    status = 503
+    title = "Service unavailable"
+
+
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    """An `application/problem+json` response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def _validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+    return problem(422, "Invalid request", detail, errors=errors)
+
+
+def _domain(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RideflowError)
+    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+
+
+def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, title, str(exc.detail), headers=headers)
+
+
+def _redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable: %s", exc)
+    return redis_unavailable(exc)
+
+
+def redis_unavailable(exc: Exception) -> Response:
+    """The 503 every request gets while Redis cannot be reached."""
+    return problem(
+        503,
+        "Service unavailable",
+        f"Redis is unreachable ({type(exc).__name__}: {exc}); retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Render every error of the app as problem+json."""
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(RideflowError, _domain)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)

@@ -1,0 +1,32 @@
+-- Record driver positions of one city; an available driver joins (or stays in) the pool.
+-- A position older than the one already held is ignored, so late packets never move a driver back.
+-- KEYS[1] city pool, [2] city seen set, [3..] driver hashes in ARGV order
+-- ARGV[1] staleness window ms, then per driver: id, lng, lat, fix time ms (0 = now), speed m/s ('' unknown)
+-- Returns one code per driver: 1 recorded, 0 no such driver in this city, 2 older than held.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fresh_after = now_ms - tonumber(ARGV[1])
+local out = {}
+for i = 3, #KEYS do
+  local base = 2 + (i - 3) * 5
+  local id, lng, lat = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local at, speed = tonumber(ARGV[base + 3]), ARGV[base + 4]
+  if at == 0 or at > now_ms then at = now_ms end
+  local d = redis.call('HMGET', KEYS[i], 'status', 'ride', 'seen')
+  if not d[1] then
+    out[#out + 1] = 0
+  elseif d[3] and tonumber(d[3]) > at then
+    out[#out + 1] = 2
+  else
+    redis.call('HSET', KEYS[i], 'lat', lat, 'lng', lng, 'seen', at)
+    if speed ~= '' then redis.call('HSET', KEYS[i], 'speed', speed) end
+    redis.call('ZADD', KEYS[2], at, id)
+    if d[1] == 'online' and (d[2] or '') == '' and at >= fresh_after then
+      redis.call('GEOADD', KEYS[1], lng, lat, id)
+    else
+      redis.call('ZREM', KEYS[1], id)
+    end
+    out[#out + 1] = 1
+  end
+end
+return out

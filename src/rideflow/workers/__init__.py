@@ -1,0 +1,1 @@
+"""Long-running processes: the dispatcher workers and the supervisor of `rideflow up`."""

@@ -1,0 +1,243 @@
+"""The dispatcher process: reads each city's request stream through a consumer group and matches
+rides with a pool of async workers.
+
+At-least-once: an entry is acknowledged by the same Lua step that settles its ride, entries a dead
+process held are reclaimed with XAUTOCLAIM once idle, and rides waiting for a driver sit in a retry
+set under a lease, so nothing a crashed dispatcher held is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from rideflow import keys
+from rideflow.config import Settings
+from rideflow.connections import create_redis
+from rideflow.dispatch.service import Dispatcher
+from rideflow.scripts import Scripts
+
+log = logging.getLogger("rideflow.dispatcher")
+
+READ_BLOCK_MS = 1000
+HOUSEKEEPING_S = 1.0
+TRIM_EVERY = 5
+RETRY_POLL_S = 0.05
+ERROR_PAUSE_S = 0.5
+DEAD_CONSUMER_IDLE_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One ride to handle, from the stream (with its entry id) or from the retry set."""
+
+    city: str
+    ride_id: str
+    entry_id: str = ""
+    pickup: tuple[float, float] | None = None
+
+
+class DispatcherWorker:
+    """One dispatcher process: a reader, a reclaimer, a retry poller and housekeeping per city,
+    feeding `concurrency` worker tasks through a bounded in-process queue."""
+
+    def __init__(
+        self, settings: Settings, cities: list[str], concurrency: int, grace_s: float = 5.0
+    ) -> None:
+        self.settings, self.cities, self.concurrency, self.grace_s = (
+            settings,
+            cities,
+            concurrency,
+            grace_s,
+        )
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.counts: Counter[str] = Counter()
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=concurrency * 2)
+        self.redis: Redis = create_redis(
+            settings, "dispatcher", socket_timeout=READ_BLOCK_MS / 1000 + 5
+        )
+        self.scripts = Scripts.register(self.redis)
+        self.dispatcher = Dispatcher(self.redis, self.scripts, settings)
+
+    async def run(self, stop: asyncio.Event) -> Counter[str]:
+        """Work until `stop` is set, then finish queued rides within the grace period."""
+        producers = [
+            asyncio.create_task(self._guarded(loop, city), name=f"{loop.__name__}:{city}")
+            for city in self.cities
+            for loop in (self._read, self._reclaim, self._retries, self._housekeeping)
+        ]
+        workers = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
+        log.info(
+            "dispatcher %s: cities %s, %d workers", self.consumer, self.cities, self.concurrency
+        )
+        await stop.wait()
+        for task in producers:
+            task.cancel()
+        await asyncio.gather(*producers, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.grace_s):
+                await self.queue.join()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await self.redis.aclose()
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "nothing done"
+        log.info("dispatcher %s stopped: %s", self.consumer, summary)
+        return self.counts
+
+    async def _guarded(self, loop: Callable[[str], Awaitable[None]], city: str) -> None:
+        """Run a loop forever; Redis trouble pauses it instead of ending the process."""
+        while True:
+            try:
+                await loop(city)
+            except RedisError as exc:
+                self.counts["redis_errors"] += 1
+                log.warning("%s(%s): %s; retrying", loop.__name__, city, exc)
+                await asyncio.sleep(ERROR_PAUSE_S)
+
+    async def _ensure_group(self, city: str) -> None:
+        try:
+            # From the stream's start: rides accepted before any dispatcher ran are not skipped.
+            await self.redis.xgroup_create(
+                keys.requests(city), keys.DISPATCH_GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, city: str) -> None:
+        stream = keys.requests(city)
+        await self._ensure_group(city)
+        while True:
+            try:
+                reply = await self.redis.xreadgroup(
+                    keys.DISPATCH_GROUP,
+                    self.consumer,
+                    {stream: ">"},
+                    count=self.concurrency,
+                    block=READ_BLOCK_MS,
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._ensure_group(city)  # Redis came back without our group
+                continue
+            streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or [])
+            for _stream, entries in streams:
+                for entry_id, fields in entries:
+                    await self.queue.put(self._job(city, entry_id, fields))
+
+    @staticmethod
+    def _job(city: str, entry_id: str, fields: dict[str, str]) -> Job:
+        pickup = (float(fields["lat"]), float(fields["lng"])) if "lat" in fields else None
+        return Job(city, fields["ride"], entry_id, pickup)
+
+    async def _reclaim(self, city: str) -> None:
+        """Take over entries another consumer has held longer than the claim timeout."""
+        interval = max(0.1, self.settings.claim_idle_ms / 4000)
+        while True:
+            await asyncio.sleep(interval)
+            start = "0-0"
+            while True:
+                start, entries, *_ = await self.redis.xautoclaim(
+                    keys.requests(city),
+                    keys.DISPATCH_GROUP,
+                    self.consumer,
+                    min_idle_time=self.settings.claim_idle_ms,
+                    start_id=start,
+                    count=100,
+                )
+                for entry_id, fields in entries:
+                    if fields:
+                        self.counts["reclaimed"] += 1
+                        await self.queue.put(self._job(city, entry_id, fields))
+                if start == "0-0":
+                    break
+
+    async def _retries(self, city: str) -> None:
+        """Hand rides whose next search is due to the workers."""
+        while True:
+            due = await self.scripts.retry_claim(
+                keys=[keys.retries(city)], args=[self.settings.retry_lease_ms, self.concurrency]
+            )
+            for ride_id in due:
+                await self.queue.put(Job(city, ride_id))
+            if len(due) < self.concurrency:
+                await asyncio.sleep(RETRY_POLL_S)
+
+    async def _housekeeping(self, city: str) -> None:
+        """Drop stale drivers from the pool; now and then trim the stream."""
+        tick = 0
+        while True:
+            await self.scripts.pool_prune(
+                keys=[keys.pool(city), keys.seen(city)],
+                args=[int(self.settings.driver_stale_s * 1000), 1000],
+            )
+            if tick % TRIM_EVERY == 0:
+                await self._trim(city)
+            tick += 1
+            await asyncio.sleep(HOUSEKEEPING_S)
+
+    async def _trim(self, city: str) -> None:
+        """Trim acknowledged entries only: nothing at or after the oldest pending or undelivered
+        entry of any group goes, and consumers long dead with nothing pending are removed."""
+        stream = keys.requests(city)
+        groups = await self.redis.xinfo_groups(stream)
+        if not groups:
+            return
+        floor: str | None = None
+        for group in groups:
+            pending = await self.redis.xpending(stream, group["name"])
+            oldest = pending["min"] if pending["pending"] else group["last-delivered-id"]
+            floor = oldest if floor is None or _id_lt(oldest, floor) else floor
+            if group["name"] == keys.DISPATCH_GROUP:
+                await self._forget_dead_consumers(stream)
+        if floor and floor != "0-0":
+            trimmed = await self.redis.xtrim(stream, minid=floor)
+            self.counts["trimmed"] += trimmed
+
+    async def _forget_dead_consumers(self, stream: str) -> None:
+        for consumer in await self.redis.xinfo_consumers(stream, keys.DISPATCH_GROUP):
+            if consumer["pending"] == 0 and consumer["idle"] > DEAD_CONSUMER_IDLE_MS:
+                await self.redis.xgroup_delconsumer(stream, keys.DISPATCH_GROUP, consumer["name"])
+
+    async def _work(self, index: int) -> None:
+        while True:
+            job = await self.queue.get()
+            try:
+                outcome = await self.dispatcher.handle(
+                    job.city, job.ride_id, job.entry_id, job.pickup
+                )
+                self.counts[outcome.status] += 1
+                if outcome.driver is not None:
+                    log.info(
+                        "Worker %d → Driver %s assigned (ride %s, %.0f m)",
+                        index,
+                        outcome.driver.driver_id,
+                        job.ride_id,
+                        outcome.driver.distance_m,
+                    )
+            except RedisError as exc:
+                # Not acknowledged: the entry is reclaimed after the claim timeout.
+                self.counts["redis_errors"] += 1
+                log.warning("worker %d: ride %s: %s", index, job.ride_id, exc)
+            finally:
+                self.queue.task_done()
+
+
+def _id_lt(a: str, b: str) -> bool:
+    """Stream id order."""
+    ams, _, aseq = a.partition("-")
+    bms, _, bseq = b.partition("-")
+    return (int(ams), int(aseq or 0)) < (int(bms), int(bseq or 0))
