@@ -49,6 +49,9 @@ class LoadResult:
     offered_rate: float | None
     duration_s: float
     warmup_s: float
+    # sent == completed + errors + timeouts: errors are connect/reset/malformed-response
+    # failures, timeouts were still in flight when the grace period ran out, and dropped
+    # counts open-mode slots inside the window that were never sent at all.
     sent: int
     completed: int
     errors: int

@@ -38,4 +38,4 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # closing the client closes the pool

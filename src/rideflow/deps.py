@@ -1,4 +1,7 @@
-"""Dependency aliases, defined once; route functions read like the API they serve."""
+"""Dependency aliases, defined once; route functions read like the API they serve.
+
+The providers are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool,
+which costs more than the request itself on the hot path."""
 
 from __future__ import annotations
 
@@ -11,17 +14,17 @@ from rideflow.drivers import Drivers
 from rideflow.rides import Rides
 
 
-def _rides(request: Request) -> Rides:
+async def _rides(request: Request) -> Rides:
     rides: Rides = request.state.rides
     return rides
 
 
-def _drivers(request: Request) -> Drivers:
+async def _drivers(request: Request) -> Drivers:
     drivers: Drivers = request.state.drivers
     return drivers
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     redis: Redis = request.state.redis
     return redis
 

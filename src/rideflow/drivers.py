@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import cast
 
@@ -123,10 +124,12 @@ class Drivers:
                 by_city[city.code].append((i, loc))
         unknown: list[tuple[int, DriverLocation, str]] = []
         if by_city:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for code, items in by_city.items():
-                    await self._queue_positions(pipe, code, [loc for _, loc in items])
-                outcomes = await pipe.execute()
+            outcomes = await asyncio.gather(
+                *(
+                    self._record_city(code, [loc for _, loc in items])
+                    for code, items in by_city.items()
+                )
+            )
             for (code, items), codes in zip(by_city.items(), outcomes, strict=True):
                 for (i, loc), outcome in zip(items, codes, strict=True):
                     if outcome == UNKNOWN:
@@ -143,16 +146,17 @@ class Drivers:
         rejected.sort(key=lambda r: r.index)
         return LocationBatchResult(accepted=len(locations) - len(rejected), rejected=rejected)
 
-    async def _queue_positions(self, pipe: Redis, code: str, items: list[DriverLocation]) -> None:
+    async def _record_city(self, code: str, items: list[DriverLocation]) -> list[int]:
         driver_keys = [keys.driver(code, loc.driver_id) for loc in items]
         args: list[str | int | float] = [self.stale_ms]
         for loc in items:
             at = to_ms(loc.recorded_at) if loc.recorded_at else 0
             speed = "" if loc.speed_mps is None else loc.speed_mps
             args.extend((loc.driver_id, loc.lng, loc.lat, at, speed))
-        await self.scripts.driver_positions(
-            keys=[keys.pool(code), keys.seen(code), *driver_keys], args=args, client=pipe
+        codes: list[int] = await self.scripts.driver_positions(
+            keys=[keys.pool(code), keys.seen(code), *driver_keys], args=args
         )
+        return codes
 
     async def _explain_unknown(
         self, unknown: list[tuple[int, DriverLocation, str]]

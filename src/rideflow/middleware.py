@@ -30,30 +30,35 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if name == b"content-length":
+                # The server holds the body to its declared length: no need to count it.
+                if value.isdigit() and int(value) <= self.max_bytes:
+                    await self.app(scope, receive, send)
+                else:
+                    await self._refuse(scope, receive, send)
                 return
         seen = 0
-        started = False
+        over = False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                over = True
                 raise BodyTooLarge
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            # The app turns a failed body read into its own error; ours replaces it.
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await self._refuse(scope, receive, send)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, guarded_send)
         except BodyTooLarge:
-            if started:
-                raise
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:

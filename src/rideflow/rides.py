@@ -51,25 +51,19 @@ class Rides:
         city = self.city_of_pickup(body.pickup).code
         ride_id = f"{city}-{uuid.uuid4().hex}"
         ride_keys = [keys.ride(city, ride_id), keys.requests(city)]
-        fingerprint = ""
+        p, d = body.pickup, body.dropoff
+        args: list[str | int] = [
+            ride_id,
+            body.rider_id,
+            f"{p.lat},{p.lng}",
+            f"{d.lat},{d.lng}",
+            self.deadline_ms,
+        ]
         if idempotency_key is not None:
             ride_keys.append(keys.idempotency(city, body.rider_id, idempotency_key))
             fingerprint = hashlib.sha256(orjson.dumps(body.model_dump())).hexdigest()[:32]
-        p, d = body.pickup, body.dropoff
-        outcome, stored_id, *_ = await self.scripts.ride_enqueue(
-            keys=ride_keys,
-            args=[
-                ride_id,
-                body.rider_id,
-                p.lat,
-                p.lng,
-                d.lat,
-                d.lng,
-                self.deadline_ms,
-                IDEMPOTENCY_TTL_S,
-                fingerprint,
-            ],
-        )
+            args += [IDEMPOTENCY_TTL_S, fingerprint]
+        outcome, stored_id = await self.scripts.ride_enqueue(keys=ride_keys, args=args)
         if outcome == -1:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request "
@@ -103,8 +97,8 @@ class Rides:
             city=city,
             rider_id=h["rider_id"],
             status=h["status"],
-            pickup=Point(lat=float(h["plat"]), lng=float(h["plng"])),
-            dropoff=Point(lat=float(h["dlat"]), lng=float(h["dlng"])),
+            pickup=_point(h["pickup"]),
+            dropoff=_point(h["dropoff"]),
             driver=driver,
             pickup_distance_m=float(h["pickup_m"]) if "pickup_m" in h else None,
             attempts=int(h.get("attempts", 0)),
@@ -157,3 +151,8 @@ class Rides:
             if outcome[0] == "GONE":
                 raise NotFound(f"no ride with id {ride_id!r}")
         raise Conflict(f"ride {ride_id} kept changing while being {verb}; retry")
+
+
+def _point(text: str) -> Point:
+    lat, _, lng = text.partition(",")
+    return Point(lat=float(lat), lng=float(lng))

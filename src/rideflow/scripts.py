@@ -1,38 +1,69 @@
-"""The Lua scripts, read from `lua/*.lua` and registered once per Redis client."""
+"""The Lua scripts, read from `lua/*.lua` and bound once per Redis client."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+Arg = str | int | float
+
+
+class Lua:
+    """One script bound to a client: EVALSHA, falling back to EVAL (which caches it again) when
+    Redis has lost its script cache, after a restart say.
+
+    Thinner than redis-py's `Script` on purpose: it sits on every hot path, where that wrapper's
+    per-call work costs about a fifth of a request.
+    """
+
+    __slots__ = ("redis", "sha", "source")
+
+    def __init__(self, redis: Redis, source: str) -> None:
+        self.redis, self.source = redis, source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
+        try:
+            return await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", self.sha, len(keys), *keys, *args
+            )
+        except NoScriptError:
+            return await self.redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVAL", self.source, len(keys), *keys, *args
+            )
 
 
 @dataclass(frozen=True, slots=True)
 class Scripts:
     """Each field holds the script of the `.lua` file with the same name."""
 
-    ride_enqueue: AsyncScript
-    ride_begin: AsyncScript
-    ride_reserve: AsyncScript
-    ride_retry: AsyncScript
-    ride_finish: AsyncScript
-    retry_claim: AsyncScript
-    driver_create: AsyncScript
-    driver_positions: AsyncScript
-    driver_status: AsyncScript
-    pool_prune: AsyncScript
-    rate_fixed_window: AsyncScript
-    rate_sliding_window: AsyncScript
-    rate_token_bucket: AsyncScript
+    ride_enqueue: Lua
+    ride_begin: Lua
+    ride_reserve: Lua
+    ride_retry: Lua
+    ride_finish: Lua
+    retry_claim: Lua
+    driver_create: Lua
+    driver_positions: Lua
+    driver_status: Lua
+    pool_prune: Lua
+    rate_fixed_window: Lua
+    rate_sliding_window: Lua
+    rate_token_bucket: Lua
 
     @classmethod
     def register(cls, redis: Redis) -> Scripts:
-        """Register every script with `redis` (EVALSHA, falling back to EVAL after a restart)."""
+        """Bind every script to `redis`."""
         folder = resources.files("rideflow") / "lua"
-        loaded = {
-            f.name: redis.register_script((folder / f"{f.name}.lua").read_text("utf-8"))
-            for f in fields(cls)
-        }
-        return cls(**loaded)
+        return cls(
+            **{
+                f.name: Lua(redis, (folder / f"{f.name}.lua").read_text("utf-8"))
+                for f in fields(cls)
+            }
+        )

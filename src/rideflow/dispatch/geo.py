@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -10,11 +11,16 @@ from rideflow import keys
 from rideflow.dispatch.matcher import Candidate
 
 
-async def queue_nearby(
+def pairs(flat: Sequence[Any]) -> list[Candidate]:
+    """Candidates from a flat [driver id, distance, driver id, distance, ...] reply."""
+    return [Candidate(str(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+async def nearby(
     client: Redis, city: str, lat: float, lng: float, radius_m: float, count: int
-) -> Any:
-    """Send (or queue on a pipeline) a GEOSEARCH for the `count` nearest pool drivers."""
-    return await client.geosearch(
+) -> list[Candidate]:
+    """The `count` nearest drivers of the pool within `radius_m`, nearest first."""
+    reply = await client.geosearch(
         keys.pool(city),
         longitude=lng,
         latitude=lat,
@@ -24,15 +30,4 @@ async def queue_nearby(
         count=count,
         withdist=True,
     )
-
-
-def candidates(reply: list[list[Any]]) -> list[Candidate]:
-    """Candidates from a GEOSEARCH ... WITHDIST reply."""
-    return [Candidate(str(member), float(dist)) for member, dist in reply]
-
-
-async def nearby(
-    client: Redis, city: str, lat: float, lng: float, radius_m: float, count: int
-) -> list[Candidate]:
-    """The `count` nearest available drivers within `radius_m`, nearest first."""
-    return candidates(await queue_nearby(client, city, lat, lng, radius_m, count))
+    return [Candidate(str(hit[0]), float(hit[1])) for hit in cast(list[list[str]], reply)]

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from rideflow import keys
 from rideflow.config import Settings
-from rideflow.dispatch.geo import candidates, nearby, queue_nearby
+from rideflow.dispatch.geo import nearby, pairs
 from rideflow.dispatch.matcher import Candidate, rank_nearest
 from rideflow.scripts import Scripts
 
@@ -33,33 +33,37 @@ class Dispatcher:
         self.retry_base_ms = int(settings.retry_base_s * 1000)
         self.retry_max_ms = int(settings.retry_max_s * 1000)
 
-    async def handle(
-        self, city: str, ride_id: str, entry_id: str = "", pickup: tuple[float, float] | None = None
-    ) -> Outcome:
+    async def handle(self, city: str, ride_id: str, entry_id: str = "") -> Outcome:
         """Take a ride from the stream (`entry_id`) or the retry set ('') and try to assign it.
 
-        With the pickup known (it travels in the stream entry) the first search goes out in the
-        same round trip as the step that marks the ride SEARCHING.
+        Marking the ride SEARCHING and the first, smallest search are one round trip; the
+        radius widens from there.
         """
-        begin_args = [ride_id, entry_id, keys.DISPATCH_GROUP]
-        begin_keys = [keys.ride(city, ride_id), keys.requests(city), keys.retries(city)]
-        first: list[Candidate] | None = None
-        if pickup is not None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                await self.scripts.ride_begin(keys=begin_keys, args=begin_args, client=pipe)
-                await queue_nearby(pipe, city, *pickup, self.radii_m[0], self.settings.search_count)
-                begun, reply = await pipe.execute()
-            first = candidates(reply)
-        else:
-            begun = await self.scripts.ride_begin(keys=begin_keys, args=begin_args)
+        begun = await self.scripts.ride_begin(
+            keys=[
+                keys.ride(city, ride_id),
+                keys.requests(city),
+                keys.retries(city),
+                keys.pool(city),
+            ],
+            args=[
+                ride_id,
+                entry_id,
+                keys.DISPATCH_GROUP,
+                self.radii_m[0],
+                self.settings.search_count,
+            ],
+        )
         if begun[0] != "SEARCHING":
             return Outcome(begun[0])
-        lat, lng = float(begun[1]), float(begun[2])
+        lat, _, lng = begun[1].partition(",")
         for i, radius in enumerate(self.radii_m):
             found = (
-                first
-                if i == 0 and first is not None
-                else await nearby(self.redis, city, lat, lng, radius, self.settings.search_count)
+                pairs(begun[2:])
+                if i == 0
+                else await nearby(
+                    self.redis, city, float(lat), float(lng), radius, self.settings.search_count
+                )
             )
             if not found:
                 continue

@@ -1,27 +1,27 @@
 -- Accept a ride: store it as QUEUED and append it to its city's request stream, in one step.
 -- KEYS[1] ride hash, KEYS[2] city request stream, KEYS[3] (optional) idempotency key
--- ARGV[1] ride id, [2] rider id, [3] pickup lat, [4] pickup lng, [5] dropoff lat, [6] dropoff lng,
---      [7] search deadline in ms from now, [8] idempotency ttl s, [9] request fingerprint
--- Returns {1, ride id, created us} when stored, {0, ride id} when the idempotency key already
--- names a ride with the same fingerprint, {-1, ride id} when it names one with another.
+-- ARGV[1] ride id, [2] rider id, [3] pickup 'lat,lng', [4] dropoff 'lat,lng',
+--      [5] search deadline in ms from now; with KEYS[3]: [6] its ttl s, [7] request fingerprint
+-- Returns {1, ride id} when stored, {0, ride id} when the idempotency key already names a ride
+-- with the same fingerprint, {-1, ride id} when it names one with another.
 if KEYS[3] then
   local prior = redis.call('GET', KEYS[3])
   if prior then
     local sep = string.find(prior, '|', 1, true)
     local prior_id, prior_print = string.sub(prior, 1, sep - 1), string.sub(prior, sep + 1)
-    if prior_print == ARGV[9] then return {0, prior_id} end
+    if prior_print == ARGV[7] then return {0, prior_id} end
     return {-1, prior_id}
   end
 end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local deadline_us = now_us + tonumber(ARGV[7]) * 1000
+local deadline_us = now_us + tonumber(ARGV[5]) * 1000
 redis.call('HSET', KEYS[1],
-  'id', ARGV[1], 'rider_id', ARGV[2], 'plat', ARGV[3], 'plng', ARGV[4],
-  'dlat', ARGV[5], 'dlng', ARGV[6], 'status', 'QUEUED', 'attempts', 0,
+  'id', ARGV[1], 'rider_id', ARGV[2], 'pickup', ARGV[3], 'dropoff', ARGV[4],
+  'status', 'QUEUED', 'attempts', 0,
   'deadline', string.format('%.0f', deadline_us), 't_QUEUED', string.format('%.0f', now_us))
-redis.call('XADD', KEYS[2], '*', 'ride', ARGV[1], 'lat', ARGV[3], 'lng', ARGV[4])
+redis.call('XADD', KEYS[2], '*', 'ride', ARGV[1])
 if KEYS[3] then
-  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[9], 'EX', tonumber(ARGV[8]))
+  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[7], 'EX', tonumber(ARGV[6]))
 end
-return {1, ARGV[1], string.format('%.0f', now_us)}
+return {1, ARGV[1]}

@@ -45,7 +45,6 @@ class Job:
     city: str
     ride_id: str
     entry_id: str = ""
-    pickup: tuple[float, float] | None = None
 
 
 class DispatcherWorker:
@@ -140,8 +139,7 @@ class DispatcherWorker:
 
     @staticmethod
     def _job(city: str, entry_id: str, fields: dict[str, str]) -> Job:
-        pickup = (float(fields["lat"]), float(fields["lng"])) if "lat" in fields else None
-        return Job(city, fields["ride"], entry_id, pickup)
+        return Job(city, fields["ride"], entry_id)
 
     async def _reclaim(self, city: str) -> None:
         """Take over entries another consumer has held longer than the claim timeout."""
@@ -216,9 +214,7 @@ class DispatcherWorker:
         while True:
             job = await self.queue.get()
             try:
-                outcome = await self.dispatcher.handle(
-                    job.city, job.ride_id, job.entry_id, job.pickup
-                )
+                outcome = await self.dispatcher.handle(job.city, job.ride_id, job.entry_id)
                 self.counts[outcome.status] += 1
                 if outcome.driver is not None:
                     log.info(

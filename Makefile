@@ -1,0 +1,49 @@
+# RideFlow. `make run` starts everything; `make test` runs the tests. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	&& echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint typecheck format check system clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "RideFlow needs Python 3.11 or newer" >&2; exit 1; }
+	@scripts/ensure-system.sh $(PYTHON)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+system:
+	@scripts/ensure-system.sh $(PYTHON)
+
+## run: start a managed Redis (unless RIDEFLOW_REDIS_URL is set), the API on :8000, a dispatcher
+run: $(STAMP) system
+	$(BIN)/rideflow up
+
+## test: the test suite, against throwaway redis-servers it starts itself
+test: $(STAMP) system
+	$(BIN)/pytest
+
+## bench: load generators on loopback; writes bench/RESULTS.md
+bench: $(STAMP) system
+	$(BIN)/python -m bench.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make sure the system programs RideFlow needs exist: redis-server, and Python's venv module.
+# Installs Debian/Ubuntu packages when allowed to (root, or sudo without a password);
+# otherwise stops and prints the exact command to run.
+set -euo pipefail
+python="${1:-python3}"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+"$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo="sudo -n"
+else
+  echo "RideFlow needs: ${missing[*]}. Install them with:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "RideFlow needs ${missing[*]}; install them with your package manager." >&2
+  exit 1
+fi
+echo "installing ${missing[*]} ..." >&2
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+  $sudo apt-get update -q >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+}
+# The distribution's service would hold port 6379; RideFlow runs its own redis-server.

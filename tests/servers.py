@@ -1,0 +1,149 @@
+"""Real servers for tests: a throwaway redis-server and RideFlow processes, each on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+import redis
+
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll `condition` until it returns a truthy value; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A redis-server of the test's own, never the machine's shared one."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.dir = directory
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (make test installs it)"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--logfile", "redis.log"],
+        )
+        client = redis.Redis(port=self.port)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                assert self.proc is not None and self.proc.poll() is None, "redis-server died"
+                return False
+
+        wait_until(answers, START_TIMEOUT_S, f"redis-server on port {self.port}")
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class Service:
+    """A `rideflow` subcommand running as its own process, output captured to a file."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rideflow", *args], env=full_env, stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+class ApiService(Service):
+    """`rideflow api` on a free port, started and ready."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, name: str = "api") -> None:
+        self.port = free_port()
+        super().__init__(name, ["api", "--port", str(self.port)], env, log_dir)
+        wait_until(self._healthy, START_TIMEOUT_S, f"{name} on port {self.port}", 0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self) -> bool:
+        assert self.alive(), f"{self.name} exited:\n{self.output()}"
+        with contextlib.suppress(httpx.TransportError):
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        return False
+
+
+class DispatcherService(Service):
+    """`rideflow dispatcher`, started and reading its streams."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, name: str = "dispatcher",
+                 concurrency: int = 8) -> None:
+        super().__init__(name, ["dispatcher", "--concurrency", str(concurrency)], env, log_dir)
+        wait_until(self._started, START_TIMEOUT_S, f"{name} to start", 0.05)
+
+    def _started(self) -> bool:
+        assert self.alive(), f"{self.name} exited:\n{self.output()}"
+        return "workers" in self.output()

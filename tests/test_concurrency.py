@@ -1,0 +1,137 @@
+"""Races between real processes: many rides for few drivers, and a dispatcher killed mid-work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from rideflow import keys
+from rideflow.config import Settings
+from tests.conftest import BLR, offset
+from tests.fleet import add_drivers
+from tests.servers import Service, wait_until
+
+LIVE = {"QUEUED", "SEARCHING"}
+FINAL = {"ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
+
+
+def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
+    rng = random.Random(seed)
+    return [offset(*BLR, north_m=rng.uniform(-radius_m, radius_m),
+                   east_m=rng.uniform(-radius_m, radius_m)) for _ in range(n)]
+
+
+async def post_rides(c: httpx.AsyncClient, pickups: list[tuple[float, float]]) -> list[str]:
+    """Request all rides at once; every one must be accepted."""
+    async def one(i: int, p: tuple[float, float]) -> str:
+        r = await c.post("/v1/rides", json={"rider_id": f"r{i}", "pickup": {"lat": p[0], "lng": p[1]},
+                                            "dropoff": {"lat": BLR[0], "lng": BLR[1]}})
+        assert r.status_code == 202, r.text
+        return str(r.json()["ride_id"])
+
+    return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(pickups))))
+
+
+async def rides_state(redis: Redis, ride_ids: list[str]) -> list[dict[str, Any]]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for ride_id in ride_ids:
+            await pipe.hgetall(keys.ride("blr", ride_id))
+        return list(await pipe.execute())
+
+
+async def assert_one_driver_one_ride(redis: Redis, rides: list[dict[str, Any]]) -> Counter[str]:
+    """No driver holds two rides, every assigned ride names one driver, and each such driver
+    points back at that ride."""
+    assigned = [r for r in rides if r["status"] == "ASSIGNED"]
+    by_driver = Counter(r["driver"] for r in assigned)
+    twice = {d: n for d, n in by_driver.items() if n > 1}
+    assert not twice, f"drivers assigned twice: {twice}"
+    async with redis.pipeline(transaction=False) as pipe:
+        for r in assigned:
+            await pipe.hget(keys.driver("blr", r["driver"]), "ride")
+        held = await pipe.execute()
+    assert held == [r["id"] for r in assigned]
+    return Counter(r["status"] for r in rides)
+
+
+async def all_final(redis: Redis, ride_ids: list[str], timeout: float) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rides = await rides_state(redis, ride_ids)
+        assert all(rides), "a ride was lost"
+        if all(r["status"] in FINAL for r in rides):
+            return rides
+        pending = Counter(r["status"] for r in rides if r["status"] in LIVE)
+        assert asyncio.get_running_loop().time() < deadline, f"rides still live: {pending}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_thousand_rides_for_hundred_drivers_two_dispatchers(
+    settings: Settings, services: Callable[..., Any], redis: Redis
+) -> None:
+    settings = settings.model_copy(update={"ride_deadline_s": 3.0})
+    api = services("api", settings)
+    services("dispatcher", settings, concurrency=16)
+    services("dispatcher", settings, concurrency=16)
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
+        drivers = [f"d{i}" for i in range(100)]
+        await add_drivers(c, drivers, scatter(100, 1500, seed=1))
+        ride_ids = await post_rides(c, scatter(1000, 1500, seed=2))
+    assert len(set(ride_ids)) == 1000
+    rides = await all_final(redis, ride_ids, timeout=30)
+    statuses = await assert_one_driver_one_ride(redis, rides)
+    assert statuses["ASSIGNED"] == 100, statuses
+    assert statuses["NO_DRIVER_FOUND"] == 900, statuses
+    assert await redis.zcard(keys.pool("blr")) == 0
+
+
+def frozen_with_work(dispatcher: Service, sync_redis: Any) -> bool:
+    """Freeze the dispatcher; keep it frozen only if it holds unacknowledged entries."""
+    os.kill(dispatcher.pid, signal.SIGSTOP)
+    consumers = sync_redis.xinfo_consumers(keys.requests("blr"), keys.DISPATCH_GROUP)
+    if any(c["pending"] > 0 for c in consumers):
+        return True
+    os.kill(dispatcher.pid, signal.SIGCONT)
+    return False
+
+
+@pytest.mark.slow
+async def test_dispatcher_killed_mid_work_loses_nothing(
+    settings: Settings, services: Callable[..., Any], redis: Redis
+) -> None:
+    import redis as redis_sync
+
+    settings = settings.model_copy(update={"ride_deadline_s": 60.0, "claim_idle_ms": 500})
+    n = 1500
+    api = services("api", settings)
+    first = services("dispatcher", settings, name="victim", concurrency=4)
+    sync = redis_sync.Redis.from_url(settings.redis_url or "", decode_responses=True)
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
+        await add_drivers(c, [f"d{i}" for i in range(n)], scatter(n, 2000, seed=3))
+        posting = asyncio.create_task(post_rides(c, scatter(n, 2000, seed=4)))
+        await asyncio.to_thread(wait_until, lambda: frozen_with_work(first, sync), 20,
+                                "the dispatcher to hold unacknowledged rides")
+        held = sum(x["pending"] for x in sync.xinfo_consumers(keys.requests("blr"),
+                                                              keys.DISPATCH_GROUP))
+        first.kill9()
+        ride_ids = await posting
+    assert held > 0
+    second = services("dispatcher", settings, name="successor", concurrency=8)
+    rides = await all_final(redis, ride_ids, timeout=60)
+    statuses = await assert_one_driver_one_ride(redis, rides)
+    assert statuses["ASSIGNED"] == n, statuses
+    assert second.stop() == 0
+    assert "reclaimed=" in second.output()
+    sync.close()

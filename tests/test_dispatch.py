@@ -1,0 +1,104 @@
+"""Through the HTTP API with real API and dispatcher processes: who gets matched, and who never."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from rideflow.config import Settings
+from tests.conftest import BLR, offset
+from tests.fleet import add_driver, request_ride, wait_for_status
+from tests.servers import Service, wait_until
+
+SEED_BODY = b"""{
+"rider_id": 1,
+"pickup_lat": 12.97,
+"pickup_lng": 77.59,
+"dest_lat": 13.01,
+"dest_lng": 77.60
+}"""
+
+
+async def test_nearest_eligible_driver_is_assigned_and_ineligible_never(
+    settings: Settings, services: Callable[..., Service]
+) -> None:
+    settings = settings.model_copy(update={"ride_deadline_s": 1.5})
+    api = services("api", settings)
+    services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        long_ago = datetime.now(UTC) - timedelta(seconds=settings.driver_stale_s + 30)
+        await add_driver(c, "stale", offset(*BLR, north_m=100), recorded_at=long_ago)
+        await add_driver(c, "offline", offset(*BLR, east_m=150), online=False)
+        await add_driver(c, "far", offset(*BLR, north_m=6000))
+        await add_driver(c, "near", offset(*BLR, north_m=-800))
+        await add_driver(c, "next", offset(*BLR, east_m=-1500))
+
+        first = await wait_for_status(c, await request_ride(c, BLR), {"ASSIGNED"})
+        assert first["driver"]["id"] == "near"
+        assert 780 < first["pickup_distance_m"] < 820
+        assert list(first["transitions"]) == ["QUEUED", "SEARCHING", "ASSIGNED"]
+
+        second = await wait_for_status(c, await request_ride(c, BLR, "rider-2"), {"ASSIGNED"})
+        assert second["driver"]["id"] == "next"
+
+        # Only ineligible drivers are left: stale, offline, out of radius.
+        third = await wait_for_status(c, await request_ride(c, BLR, "rider-3"),
+                                      {"ASSIGNED", "NO_DRIVER_FOUND"})
+        assert third["status"] == "NO_DRIVER_FOUND" and third["driver"] is None
+        assert third["attempts"] >= 2  # searched again with backoff until the deadline
+
+        # A completed ride gives its driver back to the pool.
+        r = await c.post(f"/v1/rides/{first['ride_id']}/complete")
+        assert r.status_code == 200 and r.json()["status"] == "COMPLETED"
+        fourth = await wait_for_status(c, await request_ride(c, BLR, "rider-4"), {"ASSIGNED"})
+        assert fourth["driver"]["id"] == "near"
+
+        # Cancelling an assigned ride frees its driver at once.
+        r = await c.post(f"/v1/rides/{fourth['ride_id']}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
+        assert (await c.get("/v1/drivers/near")).json()["ride_id"] is None
+        fifth = await wait_for_status(c, await request_ride(c, BLR, "rider-5"), {"ASSIGNED"})
+        assert fifth["driver"]["id"] == "near"
+
+
+async def test_seed_request_exactly_as_written(
+    settings: Settings, services: Callable[..., Service]
+) -> None:
+    api = services("api", settings)
+    dispatcher = services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "4821", (12.9705, 77.5912))
+        r = await c.post("/request-ride", content=SEED_BODY,
+                         headers={"content-type": "application/json"})
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert body["message"] == "Ride queued successfully"
+        ride = await wait_for_status(c, body["ride_id"], {"ASSIGNED"})
+        assert ride["rider_id"] == "1" and ride["driver"]["id"] == "4821"
+        assert ride["pickup"] == {"lat": 12.97, "lng": 77.59}
+        assert ride["dropoff"] == {"lat": 13.01, "lng": 77.60}
+    wait_until(lambda: re.search(r"Worker \d+ → Driver 4821 assigned", dispatcher.output()),
+               10, "the assignment log line")
+
+
+async def test_idempotency_key_returns_the_first_ride(
+    settings: Settings, services: Callable[..., Service]
+) -> None:
+    api = services("api", settings)
+    body = {"rider_id": "r9", "pickup": {"lat": BLR[0], "lng": BLR[1]},
+            "dropoff": {"lat": 13.0, "lng": 77.6}}
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        headers = {"Idempotency-Key": "k-1"}
+        first = await c.post("/v1/rides", json=body, headers=headers)
+        again = await c.post("/v1/rides", json=body, headers=headers)
+        assert first.status_code == again.status_code == 202
+        assert first.json()["ride_id"] == again.json()["ride_id"]
+        other = await c.post("/v1/rides", json={**body, "dropoff": {"lat": 13.1, "lng": 77.6}},
+                             headers=headers)
+        assert other.status_code == 409
+        assert "different request" in other.json()["detail"]
+        fresh = await c.post("/v1/rides", json=body, headers={"Idempotency-Key": "k-2"})
+        assert fresh.json()["ride_id"] != first.json()["ride_id"]
