@@ -105,7 +105,9 @@ def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
         service.stop()
 
 
-def offset(lat: float, lng: float, north_m: float = 0.0, east_m: float = 0.0) -> tuple[float, float]:
+def offset(
+    lat: float, lng: float, north_m: float = 0.0, east_m: float = 0.0
+) -> tuple[float, float]:
     """A point `north_m` north and `east_m` east of (lat, lng)."""
     import math
 

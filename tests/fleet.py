@@ -10,12 +10,20 @@ import httpx
 TERMINAL = {"ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
 
 
-async def add_driver(client: httpx.AsyncClient, driver_id: str, at: tuple[float, float], *,
-                     online: bool = True, recorded_at: datetime | None = None,
-                     rating: float = 4.5) -> None:
+async def add_driver(
+    client: httpx.AsyncClient,
+    driver_id: str,
+    at: tuple[float, float],
+    *,
+    online: bool = True,
+    recorded_at: datetime | None = None,
+    rating: float = 4.5,
+) -> None:
     """Register a driver, report a position, and take them online."""
-    r = await client.post("/v1/drivers", json={"id": driver_id, "name": f"Driver {driver_id}",
-                                               "rating": rating, "vehicle": "KA01"})
+    r = await client.post(
+        "/v1/drivers",
+        json={"id": driver_id, "name": f"Driver {driver_id}", "rating": rating, "vehicle": "KA01"},
+    )
     assert r.status_code == 201, r.text
     body: dict[str, Any] = {"lat": at[0], "lng": at[1]}
     if recorded_at is not None:
@@ -27,20 +35,28 @@ async def add_driver(client: httpx.AsyncClient, driver_id: str, at: tuple[float,
         assert r.status_code == 200, r.text
 
 
-async def request_ride(client: httpx.AsyncClient, pickup: tuple[float, float],
-                       rider: str = "rider-1") -> str:
+async def request_ride(
+    client: httpx.AsyncClient, pickup: tuple[float, float], rider: str = "rider-1"
+) -> str:
     """Request a ride; return its id."""
-    r = await client.post("/v1/rides", json={
-        "rider_id": rider,
-        "pickup": {"lat": pickup[0], "lng": pickup[1]},
-        "dropoff": {"lat": pickup[0] + 0.02, "lng": pickup[1] + 0.01},
-    })
+    r = await client.post(
+        "/v1/rides",
+        json={
+            "rider_id": rider,
+            "pickup": {"lat": pickup[0], "lng": pickup[1]},
+            "dropoff": {"lat": pickup[0] + 0.02, "lng": pickup[1] + 0.01},
+        },
+    )
     assert r.status_code == 202, r.text
     return str(r.json()["ride_id"])
 
 
-async def add_drivers(client: httpx.AsyncClient, ids: list[str],
-                      positions: list[tuple[float, float]], parallel: int = 50) -> None:
+async def add_drivers(
+    client: httpx.AsyncClient,
+    ids: list[str],
+    positions: list[tuple[float, float]],
+    parallel: int = 50,
+) -> None:
     """Register many drivers at once: created and taken online concurrently, positions in one
     batch call."""
     import asyncio
@@ -52,17 +68,27 @@ async def add_drivers(client: httpx.AsyncClient, ids: list[str],
             r = await client.request(method, path, json=body)
             assert r.status_code == status, r.text
 
-    await asyncio.gather(*(call("POST", "/v1/drivers", {"id": i, "name": f"Driver {i}"}, 201)
-                           for i in ids))
-    r = await client.post("/v1/drivers/locations", json={"positions": [
-        {"driver_id": i, "lat": p[0], "lng": p[1]} for i, p in zip(ids, positions, strict=True)]})
+    await asyncio.gather(
+        *(call("POST", "/v1/drivers", {"id": i, "name": f"Driver {i}"}, 201) for i in ids)
+    )
+    r = await client.post(
+        "/v1/drivers/locations",
+        json={
+            "positions": [
+                {"driver_id": i, "lat": p[0], "lng": p[1]}
+                for i, p in zip(ids, positions, strict=True)
+            ]
+        },
+    )
     assert r.status_code == 200 and r.json()["accepted"] == len(ids), r.text
-    await asyncio.gather(*(call("PUT", f"/v1/drivers/{i}/status", {"status": "online"}, 200)
-                           for i in ids))
+    await asyncio.gather(
+        *(call("PUT", f"/v1/drivers/{i}/status", {"status": "online"}, 200) for i in ids)
+    )
 
 
-async def wait_for_status(client: httpx.AsyncClient, ride_id: str, statuses: set[str],
-                          timeout: float = 15.0) -> dict[str, Any]:
+async def wait_for_status(
+    client: httpx.AsyncClient, ride_id: str, statuses: set[str], timeout: float = 15.0
+) -> dict[str, Any]:
     """Poll a ride until it reaches one of `statuses`; fail after `timeout`."""
     import asyncio
     import time

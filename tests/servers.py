@@ -55,8 +55,21 @@ class RedisServer:
         assert binary, "redis-server is not installed (make test installs it)"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--logfile", "redis.log"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                "redis.log",
+            ],
         )
         client = redis.Redis(port=self.port)
 
@@ -87,7 +100,9 @@ class Service:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rideflow", *args], env=full_env, stdout=self._log,
+            [sys.executable, "-m", "rideflow", *args],
+            env=full_env,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
@@ -139,11 +154,32 @@ class ApiService(Service):
 class DispatcherService(Service):
     """`rideflow dispatcher`, started and reading its streams."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path, name: str = "dispatcher",
-                 concurrency: int = 8) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_dir: Path, name: str = "dispatcher", concurrency: int = 8
+    ) -> None:
         super().__init__(name, ["dispatcher", "--concurrency", str(concurrency)], env, log_dir)
         wait_until(self._started, START_TIMEOUT_S, f"{name} to start", 0.05)
 
     def _started(self) -> bool:
         assert self.alive(), f"{self.name} exited:\n{self.output()}"
         return "workers" in self.output()
+
+
+async def raw_get(port: int, path: str, headers: Mapping[str, str] | None = None) -> int:
+    """One GET on its own connection (`Connection: close`); returns the status code.
+
+    Thousands of these can be in flight at once, which httpx's pool does not manage quickly.
+    """
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    try:
+        status_line = await reader.readline()
+        await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(status_line.split()[1])

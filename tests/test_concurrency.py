@@ -26,15 +26,26 @@ FINAL = {"ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
 
 def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
     rng = random.Random(seed)
-    return [offset(*BLR, north_m=rng.uniform(-radius_m, radius_m),
-                   east_m=rng.uniform(-radius_m, radius_m)) for _ in range(n)]
+    return [
+        offset(
+            *BLR, north_m=rng.uniform(-radius_m, radius_m), east_m=rng.uniform(-radius_m, radius_m)
+        )
+        for _ in range(n)
+    ]
 
 
 async def post_rides(c: httpx.AsyncClient, pickups: list[tuple[float, float]]) -> list[str]:
     """Request all rides at once; every one must be accepted."""
+
     async def one(i: int, p: tuple[float, float]) -> str:
-        r = await c.post("/v1/rides", json={"rider_id": f"r{i}", "pickup": {"lat": p[0], "lng": p[1]},
-                                            "dropoff": {"lat": BLR[0], "lng": BLR[1]}})
+        r = await c.post(
+            "/v1/rides",
+            json={
+                "rider_id": f"r{i}",
+                "pickup": {"lat": p[0], "lng": p[1]},
+                "dropoff": {"lat": BLR[0], "lng": BLR[1]},
+            },
+        )
         assert r.status_code == 202, r.text
         return str(r.json()["ride_id"])
 
@@ -121,10 +132,15 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
     async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
         await add_drivers(c, [f"d{i}" for i in range(n)], scatter(n, 2000, seed=3))
         posting = asyncio.create_task(post_rides(c, scatter(n, 2000, seed=4)))
-        await asyncio.to_thread(wait_until, lambda: frozen_with_work(first, sync), 20,
-                                "the dispatcher to hold unacknowledged rides")
-        held = sum(x["pending"] for x in sync.xinfo_consumers(keys.requests("blr"),
-                                                              keys.DISPATCH_GROUP))
+        await asyncio.to_thread(
+            wait_until,
+            lambda: frozen_with_work(first, sync),
+            20,
+            "the dispatcher to hold unacknowledged rides",
+        )
+        held = sum(
+            x["pending"] for x in sync.xinfo_consumers(keys.requests("blr"), keys.DISPATCH_GROUP)
+        )
         first.kill9()
         ride_ids = await posting
     assert held > 0

@@ -45,8 +45,9 @@ async def test_nearest_eligible_driver_is_assigned_and_ineligible_never(
         assert second["driver"]["id"] == "next"
 
         # Only ineligible drivers are left: stale, offline, out of radius.
-        third = await wait_for_status(c, await request_ride(c, BLR, "rider-3"),
-                                      {"ASSIGNED", "NO_DRIVER_FOUND"})
+        third = await wait_for_status(
+            c, await request_ride(c, BLR, "rider-3"), {"ASSIGNED", "NO_DRIVER_FOUND"}
+        )
         assert third["status"] == "NO_DRIVER_FOUND" and third["driver"] is None
         assert third["attempts"] >= 2  # searched again with backoff until the deadline
 
@@ -71,8 +72,9 @@ async def test_seed_request_exactly_as_written(
     dispatcher = services("dispatcher", settings)
     async with httpx.AsyncClient(base_url=api.url) as c:
         await add_driver(c, "4821", (12.9705, 77.5912))
-        r = await c.post("/request-ride", content=SEED_BODY,
-                         headers={"content-type": "application/json"})
+        r = await c.post(
+            "/request-ride", content=SEED_BODY, headers={"content-type": "application/json"}
+        )
         assert r.status_code == 202, r.text
         body = r.json()
         assert body["message"] == "Ride queued successfully"
@@ -80,24 +82,31 @@ async def test_seed_request_exactly_as_written(
         assert ride["rider_id"] == "1" and ride["driver"]["id"] == "4821"
         assert ride["pickup"] == {"lat": 12.97, "lng": 77.59}
         assert ride["dropoff"] == {"lat": 13.01, "lng": 77.60}
-    wait_until(lambda: re.search(r"Worker \d+ → Driver 4821 assigned", dispatcher.output()),
-               10, "the assignment log line")
+    wait_until(
+        lambda: re.search(r"Worker \d+ → Driver 4821 assigned", dispatcher.output()),
+        10,
+        "the assignment log line",
+    )
 
 
 async def test_idempotency_key_returns_the_first_ride(
     settings: Settings, services: Callable[..., Service]
 ) -> None:
     api = services("api", settings)
-    body = {"rider_id": "r9", "pickup": {"lat": BLR[0], "lng": BLR[1]},
-            "dropoff": {"lat": 13.0, "lng": 77.6}}
+    body = {
+        "rider_id": "r9",
+        "pickup": {"lat": BLR[0], "lng": BLR[1]},
+        "dropoff": {"lat": 13.0, "lng": 77.6},
+    }
     async with httpx.AsyncClient(base_url=api.url) as c:
         headers = {"Idempotency-Key": "k-1"}
         first = await c.post("/v1/rides", json=body, headers=headers)
         again = await c.post("/v1/rides", json=body, headers=headers)
         assert first.status_code == again.status_code == 202
         assert first.json()["ride_id"] == again.json()["ride_id"]
-        other = await c.post("/v1/rides", json={**body, "dropoff": {"lat": 13.1, "lng": 77.6}},
-                             headers=headers)
+        other = await c.post(
+            "/v1/rides", json={**body, "dropoff": {"lat": 13.1, "lng": 77.6}}, headers=headers
+        )
         assert other.status_code == 409
         assert "different request" in other.json()["detail"]
         fresh = await c.post("/v1/rides", json=body, headers={"Idempotency-Key": "k-2"})

@@ -8,8 +8,11 @@ from redis.asyncio import Redis
 
 from tests.conftest import BLR
 
-GOOD = {"rider_id": "r1", "pickup": {"lat": BLR[0], "lng": BLR[1]},
-        "dropoff": {"lat": 13.01, "lng": 77.60}}
+GOOD = {
+    "rider_id": "r1",
+    "pickup": {"lat": BLR[0], "lng": BLR[1]},
+    "dropoff": {"lat": 13.01, "lng": 77.60},
+}
 
 
 async def nothing_stored(redis: Redis) -> None:
@@ -46,16 +49,19 @@ async def test_bad_ride_request_is_422_naming_the_field(
 
 
 async def test_malformed_json_is_422(client: httpx.AsyncClient, redis: Redis) -> None:
-    r = await client.post("/v1/rides", content=b'{"rider_id": ', headers={
-        "content-type": "application/json"})
+    r = await client.post(
+        "/v1/rides", content=b'{"rider_id": ', headers={"content-type": "application/json"}
+    )
     assert_problem(r, 422)
     await nothing_stored(redis)
 
 
 async def test_one_megabyte_body_is_413(client: httpx.AsyncClient, redis: Redis) -> None:
     body = b'{"rider_id": "' + b"x" * (1024 * 1024) + b'"}'
-    problem = assert_problem(await client.post("/v1/rides", content=body, headers={
-        "content-type": "application/json"}), 413)
+    problem = assert_problem(
+        await client.post("/v1/rides", content=body, headers={"content-type": "application/json"}),
+        413,
+    )
     assert "exceeds the limit" in str(problem["detail"])
     await nothing_stored(redis)
 
@@ -65,8 +71,9 @@ async def test_streamed_body_over_the_cap_is_413(client: httpx.AsyncClient, redi
         for _ in range(16):
             yield b"x" * 65536
 
-    r = await client.post("/v1/drivers/locations", content=chunks(),
-                          headers={"content-type": "application/json"})
+    r = await client.post(
+        "/v1/drivers/locations", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert_problem(r, 413)
     await nothing_stored(redis)
 

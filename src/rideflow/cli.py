@@ -34,6 +34,9 @@ def api(
         host=host or settings.host,
         port=port or settings.port,
         access_log=False,
+        # Client addresses are RideFlow's to derive, from its own trusted-proxy list: uvicorn
+        # would otherwise believe X-Forwarded-For from any local peer.
+        proxy_headers=False,
         log_level="warning",
         loop="uvloop",
         http="httptools",
