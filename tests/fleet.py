@@ -87,13 +87,13 @@ async def add_drivers(
 
 
 async def wait_for_status(
-    client: httpx.AsyncClient, ride_id: str, statuses: set[str], timeout: float = 15.0
+    client: httpx.AsyncClient, ride_id: str, statuses: set[str], within: float = 15.0
 ) -> dict[str, Any]:
-    """Poll a ride until it reaches one of `statuses`; fail after `timeout`."""
+    """Poll a ride until it reaches one of `statuses`; fail after `within` seconds."""
     import asyncio
     import time
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         r = await client.get(f"/v1/rides/{ride_id}")
         assert r.status_code == 200, r.text

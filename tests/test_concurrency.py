@@ -74,8 +74,8 @@ async def assert_one_driver_one_ride(redis: Redis, rides: list[dict[str, Any]]) 
     return Counter(r["status"] for r in rides)
 
 
-async def all_final(redis: Redis, ride_ids: list[str], timeout: float) -> list[dict[str, Any]]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def all_final(redis: Redis, ride_ids: list[str], within: float) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         rides = await rides_state(redis, ride_ids)
         assert all(rides), "a ride was lost"
@@ -100,7 +100,7 @@ async def test_thousand_rides_for_hundred_drivers_two_dispatchers(
         await add_drivers(c, drivers, scatter(100, 1500, seed=1))
         ride_ids = await post_rides(c, scatter(1000, 1500, seed=2))
     assert len(set(ride_ids)) == 1000
-    rides = await all_final(redis, ride_ids, timeout=30)
+    rides = await all_final(redis, ride_ids, within=30)
     statuses = await assert_one_driver_one_ride(redis, rides)
     assert statuses["ASSIGNED"] == 100, statuses
     assert statuses["NO_DRIVER_FOUND"] == 900, statuses
@@ -145,7 +145,7 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
         ride_ids = await posting
     assert held > 0
     second = services("dispatcher", settings, name="successor", concurrency=8)
-    rides = await all_final(redis, ride_ids, timeout=60)
+    rides = await all_final(redis, ride_ids, within=60)
     statuses = await assert_one_driver_one_ride(redis, rides)
     assert statuses["ASSIGNED"] == n, statuses
     assert second.stop() == 0
