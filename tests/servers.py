@@ -183,3 +183,17 @@ async def raw_get(port: int, path: str, headers: Mapping[str, str] | None = None
         writer.close()
         await writer.wait_closed()
     return int(status_line.split()[1])
+
+
+async def eventually(condition, within: float, what: str, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Await `condition()` until it returns a truthy value; fail the test after `within` s."""
+    import asyncio
+
+    deadline = time.monotonic() + within
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(interval)
