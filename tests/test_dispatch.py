@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
 from rideflow.config import Settings
 from tests.conftest import BLR, offset
 from tests.fleet import add_driver, request_ride, wait_for_status
-from tests.servers import Service, wait_until
+from tests.servers import Service, eventually, wait_until
 
 SEED_BODY = b"""{
 "rider_id": 1,
@@ -111,3 +112,26 @@ async def test_idempotency_key_returns_the_first_ride(
         assert "different request" in other.json()["detail"]
         fresh = await c.post("/v1/rides", json=body, headers={"Idempotency-Key": "k-2"})
         assert fresh.json()["ride_id"] != first.json()["ride_id"]
+
+
+async def test_a_ride_queued_past_its_deadline_is_not_matched(
+    settings: Settings, services: Callable[..., Service], redis: Any
+) -> None:
+    settings = settings.model_copy(update={"ride_deadline_s": 0.2})
+    api = services("api", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "idle", BLR)
+        ride_id = await request_ride(c, BLR)
+        # No dispatcher runs yet: wait out the deadline, measured on Redis' clock.
+        created = int(await redis.hget(f"rf:{{blr}}:ride:{ride_id}", "deadline"))
+        await eventually(lambda: redis_now_us(redis, created), 5, "the deadline to pass")
+        services("dispatcher", settings)
+        ride = await wait_for_status(c, ride_id, {"ASSIGNED", "NO_DRIVER_FOUND"})
+    assert ride["status"] == "NO_DRIVER_FOUND"
+    assert "past its deadline" in ride["reason"]
+    assert await redis.hget("rf:{blr}:driver:idle", "ride") == ""
+
+
+async def redis_now_us(redis: Any, beyond: int) -> bool:
+    seconds, micros = await redis.time()
+    return seconds * 1_000_000 + micros > beyond

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 from rideflow.config import City
 
@@ -23,7 +24,7 @@ class CityMap:
     def __init__(self, cities: list[City]) -> None:
         self._by_code = {c.code: c for c in cities}
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[City]:
         return iter(self._by_code.values())
 
     @property

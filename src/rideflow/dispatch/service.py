@@ -52,6 +52,7 @@ class Dispatcher:
                 keys.DISPATCH_GROUP,
                 self.radii_m[0],
                 self.settings.search_count,
+                self.settings.ride_retention_s,
             ],
         )
         if begun[0] != "SEARCHING":

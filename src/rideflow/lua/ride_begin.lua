@@ -3,16 +3,25 @@
 -- retried entries are handled idempotently.
 -- KEYS[1] ride hash, [2] city request stream, [3] city retry set, [4] city pool (GEO)
 -- ARGV[1] ride id, [2] stream entry id ('' when the ride came from the retry set), [3] group,
---     [4] first search radius m, [5] most candidates
+--     [4] first search radius m, [5] most candidates, [6] retention s of a finished ride
 -- Returns {'SEARCHING', pickup 'lat,lng', driver id, distance m, driver id, distance m, ...}
 -- nearest first, or {status} (or {'GONE'}) when there is nothing to do.
-local r = redis.call('HMGET', KEYS[1], 'status', 'pickup')
+local r = redis.call('HMGET', KEYS[1], 'status', 'pickup', 'deadline')
 local status = r[1]
 if status == 'QUEUED' then
   local t = redis.call('TIME')
   local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('HSET', KEYS[1], 'status', 'SEARCHING', 't_SEARCHING', string.format('%.0f', now_us))
-  status = 'SEARCHING'
+  local at = string.format('%.0f', now_us)
+  if now_us >= tonumber(r[3]) then
+    -- Nobody took it up before its deadline (no dispatcher running): the rider has waited enough.
+    status = 'NO_DRIVER_FOUND'
+    redis.call('HSET', KEYS[1], 'status', status, 't_NO_DRIVER_FOUND', at,
+      'reason', 'the ride waited in the queue past its deadline')
+    redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+  else
+    redis.call('HSET', KEYS[1], 'status', 'SEARCHING', 't_SEARCHING', at)
+    status = 'SEARCHING'
+  end
 end
 if status ~= 'SEARCHING' then
   if ARGV[2] ~= '' then redis.call('XACK', KEYS[2], ARGV[3], ARGV[2]) end
