@@ -18,6 +18,7 @@ from rideflow.drivers import Drivers
 from rideflow.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.ratelimit import RateLimiter
 from rideflow.rides import Rides
+from rideflow.runtime import freeze_startup_objects
 from rideflow.scripts import Scripts
 
 DESCRIPTION = """
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = create_redis(settings, "api")
         scripts = Scripts.register(redis)
         cities = CityMap(settings.cities)
+        freeze_startup_objects()
         try:
             yield AppState(
                 settings=settings,

@@ -44,17 +44,24 @@ class Drivers:
         if self.cities.get(code) is None:
             raise Unprocessable(f"unknown city {code!r}; known: {self.cities.codes}", field="city")
         # The directory claims the id across cities; the city hash is created atomically after.
-        await self.redis.hsetnx(keys.DRIVER_DIRECTORY, body.id, code)
-        home = cast(str | None, await self.redis.hget(keys.DRIVER_DIRECTORY, body.id))
-        if home != code:
-            raise Conflict(f"driver {body.id} already exists in city {home}")
+        if not await self.redis.hsetnx(keys.DRIVER_DIRECTORY, body.id, code):
+            home = cast(str | None, await self.redis.hget(keys.DRIVER_DIRECTORY, body.id))
+            if home != code:
+                raise Conflict(f"driver {body.id} already exists in city {home}")
         created = await self.scripts.driver_create(
             keys=[keys.driver(code, body.id)],
             args=[body.id, body.name, body.rating, body.vehicle, code],
         )
         if not created:
             raise Conflict(f"driver {body.id} already exists")
-        return await self.get(body.id)
+        return DriverView(
+            id=body.id,
+            name=body.name,
+            rating=body.rating,
+            vehicle=body.vehicle,
+            city=code,
+            status="offline",
+        )
 
     async def city_of(self, driver_id: str) -> str:
         """The city a driver is registered in."""
@@ -67,35 +74,16 @@ class Drivers:
         """A driver's profile, status, current ride and last position."""
         code = await self.city_of(driver_id)
         h = cast(dict[str, str], await self.redis.hgetall(keys.driver(code, driver_id)))
-        if not h:
-            raise NotFound(f"no driver with id {driver_id!r}")
-        position = None
-        if "lat" in h:
-            position = Position(
-                lat=float(h["lat"]), lng=float(h["lng"]), recorded_at=from_ms(h["seen"])
-            )
-        return DriverView(
-            id=driver_id,
-            name=h["name"],
-            rating=float(h["rating"]),
-            vehicle=h["vehicle"],
-            city=code,
-            status=h["status"],
-            ride_id=h.get("ride") or None,
-            position=position,
-            speed_mps=float(h["speed"]) if "speed" in h else None,
-        )
+        return _view(driver_id, code, h)
 
     async def set_status(self, driver_id: str, status: str) -> DriverView:
         """Take a driver online (into the pool once they have a fresh position) or offline."""
         code = await self.city_of(driver_id)
-        found = await self.scripts.driver_status(
+        flat = await self.scripts.driver_status(
             keys=[keys.pool(code), keys.seen(code), keys.driver(code, driver_id)],
             args=[driver_id, status, self.stale_ms],
         )
-        if not found:
-            raise NotFound(f"no driver with id {driver_id!r}")
-        return await self.get(driver_id)
+        return _view(driver_id, code, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def record_one(self, location: DriverLocation) -> None:
         """Record one position; any refusal is an error response."""
@@ -178,3 +166,25 @@ class Drivers:
                 )
             out.append(RejectedLocation(index=i, driver_id=loc.driver_id, reason=reason))
         return out
+
+
+def _view(driver_id: str, code: str, h: dict[str, str]) -> DriverView:
+    """A driver as the API shows them, from their hash."""
+    if not h:
+        raise NotFound(f"no driver with id {driver_id!r}")
+    position = None
+    if "lat" in h:
+        position = Position(
+            lat=float(h["lat"]), lng=float(h["lng"]), recorded_at=from_ms(h["seen"])
+        )
+    return DriverView(
+        id=driver_id,
+        name=h["name"],
+        rating=float(h["rating"]),
+        vehicle=h["vehicle"],
+        city=code,
+        status=h["status"],
+        ride_id=h.get("ride") or None,
+        position=position,
+        speed_mps=float(h["speed"]) if "speed" in h else None,
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from rideflow.api.problems import responses
-from rideflow.deps import IdempotencyKey, RidesDep
+from rideflow.deps import IDEMPOTENCY_DOC, RidesDep, idempotency_key, rides_of
 from rideflow.schemas import RideAccepted, RideCreate, RideView
 
 router = APIRouter(prefix="/v1/rides", tags=["rides"])
@@ -18,12 +18,11 @@ router = APIRouter(prefix="/v1/rides", tags=["rides"])
     response_model=RideAccepted,
     responses=responses(409, 422),
     summary="Request a ride: queued for dispatch, answered at once",
+    openapi_extra=IDEMPOTENCY_DOC,
 )
-async def create_ride(
-    body: RideCreate, rides: RidesDep, idempotency_key: IdempotencyKey = None
-) -> Response:
-    ride_id, city = await rides.create(body, idempotency_key)
-    # Serialised by hand: this is the hottest route, and a response-model pass costs ~10 %.
+async def create_ride(body: RideCreate, request: Request) -> Response:
+    # The hottest route: no dependency pass, no response-model pass; each costs ~10 %.
+    ride_id, city = await rides_of(request).create(body, idempotency_key(request))
     return Response(
         orjson.dumps({"ride_id": ride_id, "status": "QUEUED", "city": city}),
         status_code=202,

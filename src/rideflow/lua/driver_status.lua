@@ -1,13 +1,13 @@
 -- Take a driver online or offline; online and free with a fresh position puts them in the pool.
 -- KEYS[1] city pool, [2] city seen set, [3] driver hash
 -- ARGV[1] driver id, [2] 'online' or 'offline', [3] staleness window ms
--- Returns 1, or 0 when there is no such driver.
+-- Returns the driver's hash as a flat field/value list (empty when there is no such driver).
 local d = redis.call('HMGET', KEYS[3], 'status', 'ride', 'lat', 'lng')
-if not d[1] then return 0 end
+if not d[1] then return {} end
 redis.call('HSET', KEYS[3], 'status', ARGV[2])
 if ARGV[2] ~= 'online' then
   redis.call('ZREM', KEYS[1], ARGV[1])
-  return 1
+  return redis.call('HGETALL', KEYS[3])
 end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -15,4 +15,4 @@ local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '0')
 if (d[2] or '') == '' and d[3] and seen >= now_ms - tonumber(ARGV[3]) then
   redis.call('GEOADD', KEYS[1], d[4], d[3], ARGV[1])
 end
-return 1
+return redis.call('HGETALL', KEYS[3])

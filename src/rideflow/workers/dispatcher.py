@@ -26,6 +26,7 @@ from rideflow import keys
 from rideflow.config import Settings
 from rideflow.connections import create_redis
 from rideflow.dispatch.service import Dispatcher
+from rideflow.runtime import freeze_startup_objects
 from rideflow.scripts import Scripts
 
 log = logging.getLogger("rideflow.dispatcher")
@@ -71,6 +72,7 @@ class DispatcherWorker:
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set, then finish queued rides within the grace period."""
+        freeze_startup_objects()
         producers = [
             asyncio.create_task(self._guarded(loop, city), name=f"{loop.__name__}:{city}")
             for city in self.cities
