@@ -149,7 +149,7 @@ async def test_each_algorithm_refuses_past_the_limit_then_tells_when(
     settings: Settings, redis: Redis, algorithm: str
 ) -> None:
     s = limited(settings, algorithm, limit=5, window_s=10)
-    limiter = RateLimiter(redis, Scripts.register(redis), s)
+    limiter = RateLimiter(Scripts.register(redis), s)
     decisions = [await limiter.hit("all", "198.51.100.1") for _ in range(7)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]

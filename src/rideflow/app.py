@@ -13,9 +13,10 @@ from rideflow import __version__, errors
 from rideflow.api import compat, drivers, health, rides
 from rideflow.cities import CityMap
 from rideflow.config import Settings
-from rideflow.connections import create_redis
+from rideflow.connections import create_redis, redis_url
 from rideflow.drivers import Drivers
 from rideflow.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from rideflow.multiplex import MultiplexedRedis
 from rideflow.ratelimit import RateLimiter
 from rideflow.rides import Rides
 from rideflow.runtime import freeze_startup_objects
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis = create_redis(settings, "api")
         scripts = Scripts.register(redis)
         cities = CityMap(settings.cities)
+        # The check runs on every request: it gets a multiplexed connection of its own.
+        url = redis_url(settings)
+        limits = MultiplexedRedis(url, "api-limits") if MultiplexedRedis.supports(url) else redis
         freeze_startup_objects()
         try:
             yield AppState(
@@ -56,9 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 redis=redis,
                 rides=Rides(redis, scripts, settings, cities),
                 drivers=Drivers(redis, scripts, settings, cities),
-                limiter=RateLimiter(redis, scripts, settings),
+                limiter=RateLimiter(Scripts.register(limits), settings),
             )
         finally:
+            if isinstance(limits, MultiplexedRedis):
+                await limits.aclose()
             await redis.aclose()
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)

@@ -9,8 +9,6 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from rideflow import keys
 from rideflow.config import RatePolicy, Settings
 from rideflow.scripts import Scripts
@@ -49,8 +47,8 @@ def _route_pattern(path: str) -> re.Pattern[str]:
 class RateLimiter:
     """Finds the policy of a route and counts a client's hits against it."""
 
-    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings) -> None:
-        self.redis, self.scripts = redis, scripts
+    def __init__(self, scripts: Scripts, settings: Settings) -> None:
+        self.scripts = scripts
         self.policies = settings.rate_policies
         self.default = settings.rate_default_policy
         self.routes = [

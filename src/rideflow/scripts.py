@@ -6,12 +6,17 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 Arg = str | int | float
+
+
+class Executor(Protocol):
+    """Anything that sends a raw command: a redis-py client or a `MultiplexedRedis`."""
+
+    async def execute_command(self, *args: Any) -> Any: ...
 
 
 class Lua:
@@ -24,19 +29,15 @@ class Lua:
 
     __slots__ = ("redis", "sha", "source")
 
-    def __init__(self, redis: Redis, source: str) -> None:
+    def __init__(self, redis: Executor, source: str) -> None:
         self.redis, self.source = redis, source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
         try:
-            return await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", self.sha, len(keys), *keys, *args
-            )
+            return await self.redis.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return await self.redis.execute_command(  # type: ignore[no-untyped-call]
-                "EVAL", self.source, len(keys), *keys, *args
-            )
+            return await self.redis.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ class Scripts:
     rate_token_bucket: Lua
 
     @classmethod
-    def register(cls, redis: Redis) -> Scripts:
+    def register(cls, redis: Executor) -> Scripts:
         """Bind every script to `redis`."""
         folder = resources.files("rideflow") / "lua"
         return cls(
