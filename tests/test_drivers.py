@@ -133,3 +133,11 @@ async def test_batch_validation_is_all_or_nothing(client: httpx.AsyncClient, red
     assert await redis.hgetall(keys.driver("blr", "v1")) == before
     r = await client.post("/v1/drivers/locations", json={"positions": []})
     assert r.status_code == 422
+
+
+async def test_single_position_in_another_city_is_422_on_lat(two_cities: httpx.AsyncClient) -> None:
+    await add_driver(two_cities, "b7", BLR)
+    r = await two_cities.put("/v1/drivers/b7/location", json={"lat": DEL[0], "lng": DEL[1]})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"field": "lat", "reason": r.json()["detail"]}]
+    assert "drives in blr" in r.json()["detail"]

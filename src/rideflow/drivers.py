@@ -92,7 +92,7 @@ class Drivers:
             reason = result.rejected[0].reason
             if reason.startswith("no driver"):
                 raise NotFound(reason)
-            raise Unprocessable(reason, field="lat" if "outside" in reason else "recorded_at")
+            raise Unprocessable(reason, field="recorded_at" if "older" in reason else "lat")
 
     async def record(self, locations: list[DriverLocation]) -> LocationBatchResult:
         """Record many positions with one script call per city, all in one round trip."""
