@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-import redis
+
+from rideflow.workers.supervisor import ManagedRedis
 
 START_TIMEOUT_S = 20.0
 
@@ -38,57 +38,11 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.02):  #
         time.sleep(interval)
 
 
-class RedisServer:
-    """A redis-server of the test's own, never the machine's shared one."""
+class RedisServer(ManagedRedis):
+    """A throwaway redis-server of the test's own, never the machine's shared one."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
-        self.dir = directory
-        self.port = port or free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed (make test installs it)"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--logfile",
-                "redis.log",
-            ],
-        )
-        client = redis.Redis(port=self.port)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                assert self.proc is not None and self.proc.poll() is None, "redis-server died"
-                return False
-
-        wait_until(answers, START_TIMEOUT_S, f"redis-server on port {self.port}")
-        client.close()
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
+        super().__init__(port or free_port(), directory, durable=False)
 
 
 class Service:

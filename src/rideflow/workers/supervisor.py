@@ -24,17 +24,19 @@ STOP_TIMEOUT_S = 10.0
 
 
 class ManagedRedis:
-    """A redis-server of our own, with its data and append-only file under `data_dir`."""
+    """A redis-server of our own on loopback, with its data under `data_dir`: durable (AOF,
+    fsync every second) for `rideflow up`, throwaway for tests."""
 
-    def __init__(self, port: int, data_dir: Path) -> None:
-        self.port, self.dir = port, data_dir / "redis"
+    def __init__(self, port: int, data_dir: Path, *, durable: bool = True) -> None:
+        self.port, self.dir, self.durable = port, data_dir / "redis", durable
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self) -> ManagedRedis:
+        """Start it and wait until it answers."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit(
@@ -46,6 +48,11 @@ class ManagedRedis:
                 "RIDEFLOW_MANAGED_REDIS_PORT (or RIDEFLOW_REDIS_URL to use a Redis you run)"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "everysec"]
+            if self.durable
+            else ["--appendonly", "no"]
+        )
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -55,36 +62,36 @@ class ManagedRedis:
                 "127.0.0.1",
                 "--dir",
                 str(self.dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
                 "--save",
                 "",
                 "--logfile",
                 "redis.log",
+                *persistence,
             ],
             start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
+        try:
+            while not _answers(client):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"redis-server did not start; see {self.dir}/redis.log"
-                    ) from None
+                    raise SystemExit(f"redis-server did not start; see {self.dir}/redis.log")
                 time.sleep(0.05)
-            finally:
-                client.close()
+        finally:
+            client.close()
         log.info("managed redis-server on port %d, data in %s", self.port, self.dir)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc, "redis-server")
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 def _port_in_use(port: int) -> bool:
