@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from rideflow import keys
+from rideflow.audit import audit
 from rideflow.config import Settings
 from tests.conftest import BLR, offset
 from tests.fleet import add_drivers
@@ -105,6 +106,7 @@ async def test_thousand_rides_for_hundred_drivers_two_dispatchers(
     assert statuses["ASSIGNED"] == 100, statuses
     assert statuses["NO_DRIVER_FOUND"] == 900, statuses
     assert await redis.zcard(keys.pool("blr")) == 0
+    assert await audit(redis, ["blr"]) == []
 
 
 def frozen_with_work(dispatcher: Service, sync_redis: Any) -> bool:
@@ -148,6 +150,7 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
     rides = await all_final(redis, ride_ids, within=60)
     statuses = await assert_one_driver_one_ride(redis, rides)
     assert statuses["ASSIGNED"] == n, statuses
+    assert await audit(redis, ["blr"]) == []
     assert second.stop() == 0
     assert "reclaimed=" in second.output()
     sync.close()

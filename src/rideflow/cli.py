@@ -87,6 +87,33 @@ def up(
 
 
 @cli.command()
+def audit(
+    city: Annotated[
+        list[str] | None, typer.Option(help="City to audit (repeat); all when absent")
+    ] = None,
+) -> None:
+    """Report any driver with two rides, any ride with two drivers, any ride in no known state;
+    exit 1 when there is one."""
+    from rideflow.audit import audit as run_audit
+    from rideflow.connections import create_redis
+
+    settings = Settings()
+
+    async def main() -> list[str]:
+        redis = create_redis(settings, "audit")
+        try:
+            return await run_audit(redis, city or [c.code for c in settings.cities])
+        finally:
+            await redis.aclose()
+
+    found = asyncio.run(main())
+    for line in found:
+        typer.echo(line)
+    typer.echo(f"audit: {len(found)} problem(s)" if found else "audit: clean")
+    raise typer.Exit(1 if found else 0)
+
+
+@cli.command()
 def check() -> None:
     """Exit 0 when the configured Redis answers, 1 otherwise."""
     import redis

@@ -1,0 +1,64 @@
+"""`rideflow audit` finds every kind of breach it promises to, and passes a clean state."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+from redis.asyncio import Redis
+
+from rideflow import keys
+from rideflow.audit import audit
+from rideflow.config import Settings
+from tests.conftest import BLR, env_of
+from tests.fleet import add_driver, request_ride
+
+
+async def test_clean_state_passes_and_breaches_are_reported(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    await add_driver(client, "d1", BLR)
+    await add_driver(client, "d2", BLR)
+    r1, r2 = await request_ride(client, BLR), await request_ride(client, BLR)
+    assert await audit(redis, ["blr"]) == []
+
+    # Forge what a double-assignment bug would leave behind.
+    await redis.hset(keys.ride("blr", r1), mapping={"status": "ASSIGNED", "driver": "d1"})
+    await redis.hset(keys.ride("blr", r2), mapping={"status": "ASSIGNED", "driver": "d1"})
+    await redis.hset(keys.driver("blr", "d1"), "ride", r1)
+    await redis.hset(keys.driver("blr", "d2"), "ride", r1)
+    await redis.hset(keys.ride("blr", "odd"), mapping={"status": "LIMBO"})
+    found = "\n".join(await audit(redis, ["blr"]))
+    assert "driver d1 is assigned 2 rides" in found
+    assert f"ride {r1} is held by 2 drivers" in found
+    assert f"driver d2 holds ride {r1}, which is ASSIGNED with driver d1" in found
+    assert f"ride {r2} names driver d1, who does not hold it" in found
+    assert "driver d1 holds ride" in found and "available pool" in found
+    assert "ride odd is in no known state ('LIMBO')" in found
+
+
+def test_the_command_exits_1_on_a_breach_and_0_when_clean(settings: Settings) -> None:
+    import redis as sync_redis
+
+    env = {**os.environ, **env_of(settings)}
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rideflow", "audit"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+
+    done = run()
+    assert done.returncode == 0 and "audit: clean" in done.stdout, done.stdout + done.stderr
+    client = sync_redis.Redis.from_url(settings.redis_url or "")
+    client.hset(keys.ride("blr", "x"), mapping={"status": "ASSIGNED", "driver": "ghost"})
+    client.close()
+    done = run()
+    assert done.returncode == 1
+    assert "ride x names driver ghost, who does not hold it" in done.stdout
