@@ -135,3 +135,30 @@ async def test_a_ride_queued_past_its_deadline_is_not_matched(
 async def redis_now_us(redis: Any, beyond: int) -> bool:
     seconds, micros = await redis.time()
     return seconds * 1_000_000 + micros > beyond
+
+
+async def test_poison_entries_go_to_the_dead_letter_stream(
+    settings: Settings, services: Callable[..., Service], redis: Any
+) -> None:
+    settings = settings.model_copy(update={"claim_idle_ms": 200})
+    api = services("api", settings)
+    dispatcher = services("dispatcher", settings)
+    stream = "rf:{blr}:requests"
+    await redis.xadd(stream, {"junk": "1"})  # names no ride
+    await redis.set("rf:{blr}:ride:blr-broken", "not a hash")  # every script on it fails
+    await redis.xadd(stream, {"ride": "blr-broken"})
+    dead = "rf:{blr}:requests:dead"
+    await eventually(lambda: _has_entries(redis, dead, 2), 20, "two dead-lettered entries")
+    entries = await redis.xrange(dead)
+    assert {e[1]["ride"] for e in entries} == {"", "blr-broken"}
+    assert "WRONGTYPE" in next(e[1]["error"] for e in entries if e[1]["ride"])
+    assert (await redis.xpending(stream, "dispatchers"))["pending"] == 0
+    # The dispatcher is still at work.
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "ok", BLR)
+        ride = await wait_for_status(c, await request_ride(c, BLR), {"ASSIGNED"})
+    assert ride["driver"]["id"] == "ok" and dispatcher.alive()
+
+
+async def _has_entries(redis: Any, stream: str, n: int) -> bool:
+    return bool(await redis.xlen(stream) >= n)

@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rideflow.multiplex import MultiplexedRedis
 from rideflow.scripts import Scripts
-from tests.servers import RedisServer
+from tests.servers import RedisServer, eventually
 
 
 async def test_concurrent_calls_get_their_own_replies(flushed: RedisServer) -> None:
@@ -47,7 +47,17 @@ async def test_outage_fails_fast_then_heals_and_reloads_scripts(tmp_path: Path) 
         server.stop()
         with pytest.raises(RedisConnectionError):
             await mux.execute_command("PING")
+        with pytest.raises(RedisConnectionError):  # right after a failed connect: fast
+            await mux.execute_command("PING")
         server.start()  # empty, script cache lost: EVALSHA fails, EVAL restores it
+
+        async def answers() -> bool:
+            try:
+                return bool(await mux.execute_command("PING") == "PONG")
+            except RedisConnectionError:
+                return False
+
+        await eventually(answers, 5, "the reconnect")
         reply = await scripts.rate_fixed_window(keys=["rl"], args=[5, 60_000])
         assert reply[:2] == [1, 4]
     finally:
@@ -72,4 +82,29 @@ async def test_a_frozen_redis_times_out_and_later_replies_stay_in_order(tmp_path
         assert await mux.execute_command("GET", "b") == "2"
     finally:
         await mux.aclose()
+        server.stop()
+
+
+async def test_password_and_database_are_set_before_any_command(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "r").start()
+    try:
+        import redis as sync_redis
+
+        admin = sync_redis.Redis(port=server.port)
+        admin.config_set("requirepass", "s3cret")
+        admin.close()
+        mux = MultiplexedRedis(f"redis://:s3cret@127.0.0.1:{server.port}/3", "test")
+        try:
+            await asyncio.gather(*(mux.execute_command("SET", f"k{i}", i) for i in range(50)))
+            assert await mux.execute_command("CLIENT", "GETNAME") == "rideflow-test"
+        finally:
+            await mux.aclose()
+        check = sync_redis.Redis(port=server.port, password="s3cret", db=3)
+        assert check.dbsize() == 50
+        check.close()
+        wrong = MultiplexedRedis(f"redis://:nope@127.0.0.1:{server.port}/0", "test")
+        with pytest.raises(RedisConnectionError, match="handshake"):
+            await wrong.execute_command("PING")
+        await wrong.aclose()
+    finally:
         server.stop()

@@ -128,3 +128,22 @@ async def test_duplicate_driver_is_409(client: httpx.AsyncClient) -> None:
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/v1/nothing"), 404)
     assert_problem(await client.delete("/v1/rides"), 405)
+
+
+async def test_bad_ids_in_paths_and_seed_bodies_are_422(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    r = await client.put("/v1/drivers/bad%20id/location", json={"lat": BLR[0], "lng": BLR[1]})
+    assert_problem(r, 422)
+    r = await client.get("/v1/drivers/" + "x" * 65)
+    assert_problem(r, 422)
+    seed = {
+        "rider_id": 10**80,
+        "pickup_lat": BLR[0],
+        "pickup_lng": BLR[1],
+        "dest_lat": 13.0,
+        "dest_lng": 77.6,
+    }
+    problem = assert_problem(await client.post("/request-ride", json=seed), 422)
+    assert "rider_id" in str(problem["detail"])
+    await nothing_stored(redis)

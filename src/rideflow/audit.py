@@ -1,5 +1,9 @@
 """`rideflow audit`: read Redis and report any breach of the dispatch invariant (a driver holds at
-most one active ride and a ride at most one driver) or any ride in no known state."""
+most one active ride and a ride at most one driver) or any ride in no known state.
+
+Rides and drivers are read in two scans, not one snapshot: on a system that is dispatching, a
+ride finishing between the scans can show as a breach. Run it when work has stopped (as the tests
+and benchmarks do), or run it twice."""
 
 from __future__ import annotations
 

@@ -44,3 +44,8 @@ class CityMap:
             if d <= city.radius_km * 1000 and (best is None or d < best[0]):
                 best = (d, city)
         return best[1] if best else None
+
+
+def area_text(city: City) -> str:
+    """How a person reads a service area."""
+    return f"{city.code} ({city.name}): within {city.radius_km:g} km of {city.lat}, {city.lng}"

@@ -58,7 +58,6 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RIDEFLOW_", env_nested_delimiter="__")
 
-    env: Literal["development", "production"] = "development"
     redis_url: str | None = None
     managed_redis_port: int = 6399
     data_dir: str = "var"
@@ -114,8 +113,3 @@ class Settings(BaseSettings):
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The trusted proxies, parsed once."""
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
-
-    @property
-    def max_radius_km(self) -> float:
-        """The widest search radius."""
-        return self.search_radii_km[-1]

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.backoff import NoBackoff
 
 from rideflow.config import Settings
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def redis_url(settings: Settings) -> str:
@@ -23,8 +19,8 @@ def redis_url(settings: Settings) -> str:
 def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0) -> Redis:
     """A Redis client whose pool waits for a free connection instead of failing past its size.
 
-    Connection errors are retried briefly, then surface so that callers can answer 503 and the
-    pool reconnects by itself once Redis is back.
+    Connection errors surface at once, so that callers can answer 503; the pool reconnects by
+    itself once Redis is back.
     """
     pool = BlockingConnectionPool.from_url(
         redis_url(settings),
@@ -35,7 +31,8 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
         health_check_interval=30,
         client_name=f"rideflow-{owner}",
         decode_responses=True,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        # No automatic retries: a command whose reply was lost may have run, and replaying a
+        # script (enqueue, reserve, finish) is not safe. Callers answer 503 or retry by design.
+        retry=Retry(NoBackoff(), 0),
     )
     return Redis.from_pool(pool)  # closing the client closes the pool

@@ -16,8 +16,7 @@ from rideflow.rides import Rides
 
 
 async def _rides(request: Request) -> Rides:
-    rides: Rides = request.state.rides
-    return rides
+    return rides_of(request)
 
 
 async def _drivers(request: Request) -> Drivers:

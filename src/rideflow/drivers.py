@@ -9,8 +9,8 @@ from typing import cast
 from redis.asyncio import Redis
 
 from rideflow import keys
-from rideflow.cities import CityMap
-from rideflow.config import City, Settings
+from rideflow.cities import CityMap, area_text
+from rideflow.config import Settings
 from rideflow.errors import Conflict, NotFound, Unprocessable
 from rideflow.schemas import (
     DriverCreate,
@@ -23,12 +23,7 @@ from rideflow.schemas import (
 from rideflow.scripts import Scripts
 from rideflow.timefmt import from_ms, to_ms
 
-RECORDED, UNKNOWN, OUT_OF_ORDER = 1, 0, 2
-
-
-def area_text(city: City) -> str:
-    """How a person reads a service area."""
-    return f"{city.code} ({city.name}): within {city.radius_km:g} km of {city.lat}, {city.lng}"
+UNKNOWN, OUT_OF_ORDER = 0, 2  # codes of driver_positions.lua; 1 is recorded
 
 
 class Drivers:

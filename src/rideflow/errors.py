@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -50,11 +50,6 @@ class Unprocessable(RideflowError):
         super().__init__(detail, errors=[{"field": field, "reason": detail}], **extra)
 
 
-class Unavailable(RideflowError):
-    status = 503
-    title = "Service unavailable"
-
-
 def problem(
     status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:
@@ -75,6 +70,21 @@ def _validation(request: Request, exc: Exception) -> Response:
     errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
     return problem(422, "Invalid request", detail, errors=errors)
+
+
+def _model(request: Request, exc: Exception) -> Response:
+    """A model built inside a route from request data (a path value, say) refused it."""
+    assert isinstance(exc, ValidationError)
+    errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+    return problem(422, "Invalid request", detail, errors=errors)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        500, "Internal server error", "the server failed to handle this request; it has been logged"
+    )
 
 
 def _domain(request: Request, exc: Exception) -> Response:
@@ -99,7 +109,7 @@ def redis_unavailable(exc: Exception) -> Response:
     return problem(
         503,
         "Service unavailable",
-        f"Redis is unreachable ({type(exc).__name__}: {exc}); retry shortly",
+        f"Redis is unreachable or refusing work ({type(exc).__name__}: {exc}); retry shortly",
         headers={"Retry-After": "1"},
     )
 
@@ -109,5 +119,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(RideflowError, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(RedisConnectionError, _redis_down)
-    app.add_exception_handler(RedisTimeoutError, _redis_down)
+    app.add_exception_handler(ValidationError, _model)
+    # Connection loss, timeouts, and a Redis refusing writes (OOM, MISCONF, READONLY) alike.
+    app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(Exception, _unexpected)

@@ -15,6 +15,11 @@ def requests(city: str) -> str:
     return _city(city, "requests")
 
 
+def dead_requests(city: str) -> str:
+    """Stream of request entries that failed to be handled `MAX_DELIVERIES` times."""
+    return _city(city, "requests", "dead")
+
+
 def pool(city: str) -> str:
     """GEO set of available drivers (online, fresh, holding no ride)."""
     return _city(city, "pool")

@@ -115,8 +115,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope["client"][0] if scope.get("client") else None
-        forwarded = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"), None
+        # A proxy may append its own header line rather than extend the first: read them all.
+        forwarded = (
+            ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
+            or None
         )
         try:
             decision = await limiter.hit(name, client_address(peer, forwarded, self.trusted))

@@ -9,14 +9,17 @@ check near the cost of Redis itself.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
 import hiredis
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+RECONNECT_PAUSE_S = 0.5
 
 
 class MultiplexedRedis:
@@ -32,6 +35,9 @@ class MultiplexedRedis:
         self._reading: asyncio.Task[None] | None = None
         self._pending: deque[asyncio.Future[Any]] = deque()
         self._connecting = asyncio.Lock()
+        self._parser = hiredis.Reader(encoding="utf-8")
+        self._retry_at = 0.0
+        self._last_error = ""
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -55,33 +61,47 @@ class MultiplexedRedis:
         async with self._connecting:
             if self._writer is not None:
                 return self._writer
-            host = self.options.get("host", "127.0.0.1")
-            port = self.options.get("port", 6379)
+            if time.monotonic() < self._retry_at:
+                # A connect just failed: fail the queued callers fast instead of one by one.
+                raise RedisConnectionError(self._last_error)
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    reader, writer = await asyncio.open_connection(host, port)
-            except (OSError, TimeoutError) as exc:
-                raise RedisConnectionError(
-                    f"cannot connect to Redis at {host}:{port}: {exc}"
-                ) from exc
-            parser = hiredis.Reader(encoding="utf-8")
+                    reader, writer = await self._open()
+            except (OSError, TimeoutError, RedisError) as exc:
+                self._last_error = f"cannot connect to Redis: {exc}"
+                self._retry_at = time.monotonic() + RECONNECT_PAUSE_S
+                raise RedisConnectionError(self._last_error) from exc
             self._writer = writer
-            self._reading = asyncio.create_task(self._read(reader, writer, parser))
-            try:
-                await self._handshake()
-            except BaseException:
-                self._drop(writer, RedisConnectionError("Redis handshake failed"))
-                raise
+            self._reading = asyncio.create_task(self._read(reader, writer, self._parser))
             return writer
 
-    async def _handshake(self) -> None:
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect and finish the handshake before anyone else may write on the connection."""
+        host, port = self.options.get("host", "127.0.0.1"), self.options.get("port", 6379)
+        reader, writer = await asyncio.open_connection(host, port)
+        commands: list[tuple[Any, ...]] = []
         if self.options.get("password"):
             user = self.options.get("username")
-            creds = (user, self.options["password"]) if user else (self.options["password"],)
-            await self.execute_command("AUTH", *creds)
+            password = self.options["password"]
+            commands.append(("AUTH", user, password) if user else ("AUTH", password))
         if self.options.get("db"):
-            await self.execute_command("SELECT", self.options["db"])
-        await self.execute_command("CLIENT", "SETNAME", f"rideflow-{self.name}")
+            commands.append(("SELECT", self.options["db"]))
+        commands.append(("CLIENT", "SETNAME", f"rideflow-{self.name}"))
+        writer.write(b"".join(hiredis.pack_command(c) for c in commands))
+        self._parser = hiredis.Reader(encoding="utf-8")
+        replies = 0
+        while replies < len(commands):
+            data = await reader.read(65536)
+            if not data:
+                writer.close()
+                raise RedisConnectionError("Redis closed the connection during the handshake")
+            self._parser.feed(data)
+            while (reply := self._parser.gets()) is not False:
+                if isinstance(reply, hiredis.ReplyError):
+                    writer.close()
+                    raise ResponseError(f"Redis refused the handshake: {reply}")
+                replies += 1
+        return reader, writer
 
     async def _read(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: hiredis.Reader

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import cast
+from typing import cast, get_args
 
 import orjson
 from redis.asyncio import Redis
 
 from rideflow import keys
-from rideflow.cities import CityMap
+from rideflow.cities import CityMap, area_text
 from rideflow.config import City, Settings
-from rideflow.drivers import area_text
 from rideflow.errors import Conflict, NotFound, Unprocessable
-from rideflow.schemas import DriverBrief, Point, RideCreate, RideView
+from rideflow.schemas import DriverBrief, Point, RideCreate, RideStatus, RideView
 from rideflow.scripts import Scripts
 from rideflow.timefmt import from_us
 
 IDEMPOTENCY_TTL_S = 86_400
 CANCELLABLE = ("QUEUED", "SEARCHING", "ASSIGNED")
 COMPLETABLE = ("ASSIGNED",)
-STATUSES = ("QUEUED", "SEARCHING", "ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND")
+STATUSES: tuple[str, ...] = get_args(RideStatus)
 
 
 class Rides:

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude in degrees")]
 Lng = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude in degrees")]
 RideStatus = Literal["QUEUED", "SEARCHING", "ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from rideflow.api.problems import responses
 from rideflow.deps import DriversDep
 from rideflow.schemas import (
+    ID_PATTERN,
     DriverCreate,
     DriverLocation,
     DriverStatusUpdate,
@@ -17,6 +20,7 @@ from rideflow.schemas import (
 )
 
 router = APIRouter(prefix="/v1/drivers", tags=["drivers"])
+DriverId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 @router.post(
@@ -36,7 +40,7 @@ async def create_driver(body: DriverCreate, drivers: DriversDep) -> DriverView:
     responses=responses(404),
     summary="A driver: profile, status, current ride, last position",
 )
-async def get_driver(driver_id: str, drivers: DriversDep) -> DriverView:
+async def get_driver(driver_id: DriverId, drivers: DriversDep) -> DriverView:
     return await drivers.get(driver_id)
 
 
@@ -46,7 +50,9 @@ async def get_driver(driver_id: str, drivers: DriversDep) -> DriverView:
     responses=responses(404, 422),
     summary="Go online or offline",
 )
-async def set_status(driver_id: str, body: DriverStatusUpdate, drivers: DriversDep) -> DriverView:
+async def set_status(
+    driver_id: DriverId, body: DriverStatusUpdate, drivers: DriversDep
+) -> DriverView:
     return await drivers.set_status(driver_id, body.status)
 
 
@@ -56,7 +62,7 @@ async def set_status(driver_id: str, body: DriverStatusUpdate, drivers: DriversD
     responses=responses(404, 422),
     summary="Report one position",
 )
-async def put_location(driver_id: str, body: Location, drivers: DriversDep) -> None:
+async def put_location(driver_id: DriverId, body: Location, drivers: DriversDep) -> None:
     await drivers.record_one(DriverLocation(driver_id=driver_id, **body.model_dump()))
 
 

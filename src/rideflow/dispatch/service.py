@@ -94,6 +94,8 @@ class Dispatcher:
             return Outcome("ASSIGNED", ranked[index - 1])
         if index < 0:
             return Outcome(str(detail))
+        if detail == "LATE":
+            return await self._retry_later(city, ride_id, entry_id)  # ends it: NO_DRIVER_FOUND
         return None
 
     async def _retry_later(self, city: str, ride_id: str, entry_id: str) -> Outcome:

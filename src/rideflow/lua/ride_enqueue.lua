@@ -13,6 +13,8 @@ if KEYS[3] then
     return {-1, prior_id}
   end
 end
+-- A replayed call (its first reply lost) must not reset a ride that has moved on.
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local deadline_us = now_us + tonumber(ARGV[5]) * 1000

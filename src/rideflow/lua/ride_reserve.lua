@@ -5,18 +5,20 @@
 -- ARGV[1] ride id, [2] stream entry id or '', [3] group, [4] staleness window ms,
 --     then one (driver id, pickup distance m) pair per candidate, best first
 -- Returns {index of the assigned candidate, assigned us}, {0, 'NONE'} when none is eligible,
+-- {0, 'LATE'} when the ride's deadline has passed (nothing is booked then),
 -- or {-1, status} when the ride is no longer searching (the entry is then acknowledged).
 local function settle()
   if ARGV[2] ~= '' then redis.call('XACK', KEYS[4], ARGV[3], ARGV[2]) end
   redis.call('ZREM', KEYS[5], ARGV[1])
 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'SEARCHING' then
+local r = redis.call('HMGET', KEYS[1], 'status', 'deadline')
+if r[1] ~= 'SEARCHING' then
   settle()
-  return {-1, status or 'GONE'}
+  return {-1, r[1] or 'GONE'}
 end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if now_us >= tonumber(r[2]) then return {0, 'LATE'} end
 local fresh_after = math.floor(now_us / 1000) - tonumber(ARGV[4])
 for i = 6, #KEYS do
   local base = 5 + (i - 6) * 2

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rideflow import keys
 from rideflow.config import Settings
@@ -37,6 +39,7 @@ TRIM_EVERY = 5
 RETRY_POLL_S = 0.05
 ERROR_PAUSE_S = 0.5
 DEAD_CONSUMER_IDLE_MS = 3_600_000
+MAX_DELIVERIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,10 @@ class DispatcherWorker:
                 self.counts["redis_errors"] += 1
                 log.warning("%s(%s): %s; retrying", loop.__name__, city, exc)
                 await asyncio.sleep(ERROR_PAUSE_S)
+            except Exception:
+                self.counts["errors"] += 1
+                log.exception("%s(%s) failed; restarting it", loop.__name__, city)
+                await asyncio.sleep(ERROR_PAUSE_S)
 
     async def _ensure_group(self, city: str) -> None:
         try:
@@ -141,7 +148,7 @@ class DispatcherWorker:
 
     @staticmethod
     def _job(city: str, entry_id: str, fields: dict[str, str]) -> Job:
-        return Job(city, fields["ride"], entry_id)
+        return Job(city, fields.get("ride", ""), entry_id)
 
     async def _reclaim(self, city: str) -> None:
         """Take over entries another consumer has held longer than the claim timeout."""
@@ -216,6 +223,8 @@ class DispatcherWorker:
         while True:
             job = await self.queue.get()
             try:
+                if not job.ride_id:
+                    raise ValueError("stream entry names no ride")
                 outcome = await self.dispatcher.handle(job.city, job.ride_id, job.entry_id)
                 self.counts[outcome.status] += 1
                 if outcome.driver is not None:
@@ -226,12 +235,48 @@ class DispatcherWorker:
                         job.ride_id,
                         outcome.driver.distance_m,
                     )
-            except RedisError as exc:
+            except (RedisConnectionError, RedisTimeoutError) as exc:
                 # Not acknowledged: the entry is reclaimed after the claim timeout.
                 self.counts["redis_errors"] += 1
                 log.warning("worker %d: ride %s: %s", index, job.ride_id, exc)
+            except Exception as exc:
+                self.counts["errors"] += 1
+                log.exception("worker %d: ride %s failed", index, job.ride_id)
+                with contextlib.suppress(RedisError):
+                    await self._after_failure(job, exc)
             finally:
                 self.queue.task_done()
+
+    async def _after_failure(self, job: Job, exc: Exception) -> None:
+        """Leave a failed entry for another try, unless it has failed MAX_DELIVERIES times:
+        then move it to the city's dead-letter stream, so that it neither loops forever nor
+        holds back the stream's trimming."""
+        if not job.entry_id:
+            return  # from the retry set: its lease runs out and it is tried again
+        stream = keys.requests(job.city)
+        pending = await self.redis.xpending_range(
+            stream, keys.DISPATCH_GROUP, min=job.entry_id, max=job.entry_id, count=1
+        )
+        if job.ride_id and pending and int(pending[0]["times_delivered"]) < MAX_DELIVERIES:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                keys.dead_requests(job.city),
+                {
+                    "ride": job.ride_id,
+                    "entry": job.entry_id,
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
+                },
+            )
+            pipe.xack(stream, keys.DISPATCH_GROUP, job.entry_id)
+            await pipe.execute()
+        self.counts["dead_lettered"] += 1
+        log.error(
+            "ride %s (entry %s) moved to %s",
+            job.ride_id or "?",
+            job.entry_id,
+            keys.dead_requests(job.city),
+        )
 
 
 def _id_lt(a: str, b: str) -> bool:
