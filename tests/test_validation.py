@@ -147,3 +147,39 @@ async def test_bad_ids_in_paths_and_seed_bodies_are_422(
     problem = assert_problem(await client.post("/request-ride", json=seed), 422)
     assert "rider_id" in str(problem["detail"])
     await nothing_stored(redis)
+
+
+async def test_docs_show_every_endpoint_with_its_body(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path, method in [
+        ("/v1/rides", "post"),
+        ("/v1/rides/{ride_id}", "get"),
+        ("/v1/rides/{ride_id}/cancel", "post"),
+        ("/v1/drivers", "post"),
+        ("/v1/drivers/{driver_id}/status", "put"),
+        ("/v1/drivers/{driver_id}/location", "put"),
+        ("/v1/drivers/locations", "post"),
+        ("/request-ride", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ]:
+        assert method in paths[path], (path, method)
+    create = paths["/v1/rides"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["rider_id", "pickup", "dropoff"] and body["examples"]
+    ref = body["properties"]["pickup"]["$ref"].rsplit("/", 1)[1]
+    assert ref in spec["components"]["schemas"]
+    assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+
+
+async def test_empty_and_non_json_ride_bodies_are_422(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    for content in (b"", b"rider=1", b"[]"):
+        r = await client.post(
+            "/v1/rides", content=content, headers={"content-type": "application/json"}
+        )
+        assert_problem(r, 422)
+    await nothing_stored(redis)
