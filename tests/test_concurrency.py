@@ -26,6 +26,8 @@ FINAL = {"ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
 
 
 def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
+    """Points in a square of half-side `radius_m` round Bengaluru; keep it under 1.7 km so that
+    any two points are within the 5 km search radius and every ride can reach every driver."""
     rng = random.Random(seed)
     return [
         offset(
@@ -132,8 +134,8 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
     sync = redis_sync.Redis.from_url(settings.redis_url or "", decode_responses=True)
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
-        await add_drivers(c, [f"d{i}" for i in range(n)], scatter(n, 2000, seed=3))
-        posting = asyncio.create_task(post_rides(c, scatter(n, 2000, seed=4)))
+        await add_drivers(c, [f"d{i}" for i in range(n)], scatter(n, 1500, seed=3))
+        posting = asyncio.create_task(post_rides(c, scatter(n, 1500, seed=4)))
         await asyncio.to_thread(
             wait_until,
             lambda: frozen_with_work(first, sync),
