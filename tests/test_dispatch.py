@@ -58,6 +58,21 @@ async def test_nearest_eligible_driver_is_assigned_and_ineligible_never(
         fourth = await wait_for_status(c, await request_ride(c, BLR, "rider-4"), {"ASSIGNED"})
         assert fourth["driver"]["id"] == "near"
 
+        # Every transition is in the ride's own event stream, in order, resumable.
+        events = (await c.get(f"/v1/rides/{first['ride_id']}/events")).json()["events"]
+        assert [e["status"] for e in events] == ["QUEUED", "SEARCHING", "ASSIGNED", "COMPLETED"]
+        assert events[2]["driver_id"] == "near" and events[2]["pickup_distance_m"] > 780
+        assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+        later = await c.get(
+            f"/v1/rides/{first['ride_id']}/events", params={"after": events[1]["id"]}
+        )
+        assert [e["status"] for e in later.json()["events"]] == ["ASSIGNED", "COMPLETED"]
+        third_events = (await c.get(f"/v1/rides/{third['ride_id']}/events")).json()["events"]
+        assert third_events[-1]["status"] == "NO_DRIVER_FOUND" and third_events[-1]["reason"]
+        assert (await c.get("/v1/rides/blr-nope/events")).status_code == 404
+        bad = await c.get(f"/v1/rides/{first['ride_id']}/events", params={"after": "x"})
+        assert bad.status_code == 422
+
         # Cancelling an assigned ride frees its driver at once.
         r = await c.post(f"/v1/rides/{fourth['ride_id']}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "CANCELLED"

@@ -32,7 +32,7 @@ async def _hashes(
             values = cast(list[list[str | None]], await pipe.execute())
         return list(zip(batch, values, strict=True))
 
-    async for key in redis.scan_iter(match=pattern, count=1000):
+    async for key in redis.scan_iter(match=pattern, count=1000, _type="hash"):
         batch.append(str(key))
         if len(batch) >= BATCH:
             for item in await flush():

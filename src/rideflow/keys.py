@@ -40,6 +40,11 @@ def ride(city: str, ride_id: str) -> str:
     return _city(city, "ride", ride_id)
 
 
+def ride_events(city: str, ride_id: str) -> str:
+    """Stream of one ride's transitions (capped), for history and for resuming live updates."""
+    return _city(city, "ride", ride_id, "events")
+
+
 def driver(city: str, driver_id: str) -> str:
     """Hash holding one driver's profile, status, position and current ride."""
     return _city(city, "driver", driver_id)

@@ -13,7 +13,15 @@ from rideflow import keys
 from rideflow.cities import CityMap, area_text
 from rideflow.config import City, Settings
 from rideflow.errors import Conflict, NotFound, Unprocessable
-from rideflow.schemas import DriverBrief, Point, RideCreate, RideStatus, RideView
+from rideflow.schemas import (
+    DriverBrief,
+    Point,
+    RideCreate,
+    RideEvent,
+    RideEvents,
+    RideStatus,
+    RideView,
+)
 from rideflow.scripts import Scripts
 from rideflow.timefmt import from_us
 
@@ -49,7 +57,7 @@ class Rides:
         """
         city = self.city_of_pickup(body.pickup).code
         ride_id = f"{city}-{uuid.uuid4().hex}"
-        ride_keys = [keys.ride(city, ride_id), keys.requests(city)]
+        ride_keys = [keys.ride(city, ride_id), keys.requests(city), keys.ride_events(city, ride_id)]
         p, d = body.pickup, body.dropoff
         args: list[str | int] = [
             ride_id,
@@ -106,6 +114,30 @@ class Rides:
             transitions={s: from_us(h[f"t_{s}"]) for s in STATUSES if f"t_{s}" in h},
         )
 
+    async def events(self, ride_id: str, after: str | None = None) -> RideEvents:
+        """A ride's transitions in order, or only those after the event id `after`."""
+        city = self._city(ride_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.ride(city, ride_id))
+            pipe.xrange(keys.ride_events(city, ride_id), min=f"({after}" if after else "-")
+            exists, entries = await pipe.execute()
+        if not exists:
+            raise NotFound(f"no ride with id {ride_id!r}")
+        return RideEvents(
+            ride_id=ride_id,
+            events=[
+                RideEvent(
+                    id=event_id,
+                    status=f["status"],
+                    at=from_us(f["at"]),
+                    driver_id=f.get("driver") or None,
+                    pickup_distance_m=float(f["pickup_m"]) if "pickup_m" in f else None,
+                    reason=f.get("reason"),
+                )
+                for event_id, f in entries
+            ],
+        )
+
     async def cancel(self, ride_id: str) -> RideView:
         """Cancel a live ride; a reserved driver goes back to the pool at once."""
         return await self._finish(ride_id, "CANCELLED", CANCELLABLE, "cancelled")
@@ -126,7 +158,13 @@ class Rides:
             status, driver = cast(list[str | None], reply)
             if status is None:
                 raise NotFound(f"no ride with id {ride_id!r}")
-            script_keys = [ride_key, keys.pool(city), keys.seen(city), keys.retries(city)]
+            script_keys = [
+                ride_key,
+                keys.pool(city),
+                keys.seen(city),
+                keys.retries(city),
+                keys.ride_events(city, ride_id),
+            ]
             if driver:
                 script_keys.append(keys.driver(city, driver))
             outcome = await self.scripts.ride_finish(

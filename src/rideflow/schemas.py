@@ -73,6 +73,20 @@ class RideView(BaseModel):
     transitions: dict[str, datetime] = Field(description="When the ride entered each status")
 
 
+class RideEvent(BaseModel):
+    id: str = Field(description="Stream id; pass it as `after` to read only later events")
+    status: RideStatus
+    at: datetime
+    driver_id: str | None = None
+    pickup_distance_m: float | None = None
+    reason: str | None = None
+
+
+class RideEvents(BaseModel):
+    ride_id: str
+    events: list[RideEvent]
+
+
 class DriverCreate(Body):
     model_config = ConfigDict(
         extra="forbid",

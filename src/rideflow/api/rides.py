@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from rideflow.api.problems import responses
 from rideflow.deps import IDEMPOTENCY_DOC, RidesDep, idempotency_key, rides_of
-from rideflow.schemas import RideAccepted, RideCreate, RideView
+from rideflow.schemas import RideAccepted, RideCreate, RideEvents, RideView
 
 router = APIRouter(prefix="/v1/rides", tags=["rides"])
 # Documented by hand because create_ride parses its body itself; `Point` is in the components
@@ -53,6 +55,22 @@ async def create_ride(request: Request) -> Response:
 )
 async def get_ride(ride_id: str, rides: RidesDep) -> RideView:
     return await rides.get(ride_id)
+
+
+@router.get(
+    "/{ride_id}/events",
+    response_model=RideEvents,
+    responses=responses(404, 422),
+    summary="A ride's transitions in order; `after` resumes from a known event id",
+)
+async def get_events(
+    ride_id: str,
+    rides: RidesDep,
+    after: Annotated[
+        str | None, Query(pattern=r"^\d+-\d+$", description="Last event id seen")
+    ] = None,
+) -> RideEvents:
+    return await rides.events(ride_id, after)
 
 
 @router.post(

@@ -45,6 +45,7 @@ class Dispatcher:
                 keys.requests(city),
                 keys.retries(city),
                 keys.pool(city),
+                keys.ride_events(city, ride_id),
             ],
             args=[
                 ride_id,
@@ -86,6 +87,7 @@ class Dispatcher:
                 keys.seen(city),
                 keys.requests(city),
                 keys.retries(city),
+                keys.ride_events(city, ride_id),
                 *(keys.driver(city, c.driver_id) for c in ranked),
             ],
             args=args,
@@ -100,7 +102,12 @@ class Dispatcher:
 
     async def _retry_later(self, city: str, ride_id: str, entry_id: str) -> Outcome:
         reply = await self.scripts.ride_retry(
-            keys=[keys.ride(city, ride_id), keys.requests(city), keys.retries(city)],
+            keys=[
+                keys.ride(city, ride_id),
+                keys.requests(city),
+                keys.retries(city),
+                keys.ride_events(city, ride_id),
+            ],
             args=[
                 ride_id,
                 entry_id,

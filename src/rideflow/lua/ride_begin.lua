@@ -1,7 +1,8 @@
 -- A dispatcher takes a ride up: QUEUED becomes SEARCHING, and the first, smallest search runs in
 -- the same step. A ride past searching is acknowledged and dropped, so that redelivered or
 -- retried entries are handled idempotently.
--- KEYS[1] ride hash, [2] city request stream, [3] city retry set, [4] city pool (GEO)
+-- KEYS[1] ride hash, [2] city request stream, [3] city retry set, [4] city pool (GEO),
+--     [5] the ride's event stream
 -- ARGV[1] ride id, [2] stream entry id ('' when the ride came from the retry set), [3] group,
 --     [4] first search radius m, [5] most candidates, [6] retention s of a finished ride
 -- Returns {'SEARCHING', pickup 'lat,lng', driver id, distance m, driver id, distance m, ...}
@@ -17,9 +18,13 @@ if status == 'QUEUED' then
     status = 'NO_DRIVER_FOUND'
     redis.call('HSET', KEYS[1], 'status', status, 't_NO_DRIVER_FOUND', at,
       'reason', 'the ride waited in the queue past its deadline')
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 64, '*', 'status', status, 'at', at,
+      'reason', 'the ride waited in the queue past its deadline')
     redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+    redis.call('EXPIRE', KEYS[5], tonumber(ARGV[6]))
   else
     redis.call('HSET', KEYS[1], 'status', 'SEARCHING', 't_SEARCHING', at)
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', 64, '*', 'status', 'SEARCHING', 'at', at)
     status = 'SEARCHING'
   end
 end

@@ -1,11 +1,12 @@
 -- Accept a ride: store it as QUEUED and append it to its city's request stream, in one step.
--- KEYS[1] ride hash, KEYS[2] city request stream, KEYS[3] (optional) idempotency key
+-- KEYS[1] ride hash, [2] city request stream, [3] the ride's event stream,
+--     [4] (optional) idempotency key
 -- ARGV[1] ride id, [2] rider id, [3] pickup 'lat,lng', [4] dropoff 'lat,lng',
---      [5] search deadline in ms from now; with KEYS[3]: [6] its ttl s, [7] request fingerprint
+--      [5] search deadline in ms from now; with KEYS[4]: [6] its ttl s, [7] request fingerprint
 -- Returns {1, ride id} when stored, {0, ride id} when the idempotency key already names a ride
 -- with the same fingerprint, {-1, ride id} when it names one with another.
-if KEYS[3] then
-  local prior = redis.call('GET', KEYS[3])
+if KEYS[4] then
+  local prior = redis.call('GET', KEYS[4])
   if prior then
     local sep = string.find(prior, '|', 1, true)
     local prior_id, prior_print = string.sub(prior, 1, sep - 1), string.sub(prior, sep + 1)
@@ -23,7 +24,8 @@ redis.call('HSET', KEYS[1],
   'status', 'QUEUED', 'attempts', 0,
   'deadline', string.format('%.0f', deadline_us), 't_QUEUED', string.format('%.0f', now_us))
 redis.call('XADD', KEYS[2], '*', 'ride', ARGV[1])
-if KEYS[3] then
-  redis.call('SET', KEYS[3], ARGV[1] .. '|' .. ARGV[7], 'EX', tonumber(ARGV[6]))
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 64, '*', 'status', 'QUEUED', 'at', string.format('%.0f', now_us))
+if KEYS[4] then
+  redis.call('SET', KEYS[4], ARGV[1] .. '|' .. ARGV[7], 'EX', tonumber(ARGV[6]))
 end
 return {1, ARGV[1]}

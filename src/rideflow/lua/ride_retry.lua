@@ -1,5 +1,5 @@
 -- No driver this time: schedule the next search with backoff, or give up at the deadline.
--- KEYS[1] ride hash, [2] request stream, [3] retry set
+-- KEYS[1] ride hash, [2] request stream, [3] retry set, [4] the ride's event stream
 -- ARGV[1] ride id, [2] stream entry id or '', [3] group, [4] base delay ms, [5] max delay ms,
 --     [6] jitter factor in [0, 1), [7] retention s of a finished ride
 -- Returns {'SEARCHING', next attempt ms}, {'NO_DRIVER_FOUND'} or {status} when not searching.
@@ -19,7 +19,11 @@ if now_us >= deadline_us then
   redis.call('HSET', KEYS[1], 'status', 'NO_DRIVER_FOUND',
     't_NO_DRIVER_FOUND', string.format('%.0f', now_us),
     'reason', 'no available driver within the search radius before the deadline')
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', 64, '*', 'status', 'NO_DRIVER_FOUND',
+    'at', string.format('%.0f', now_us),
+    'reason', 'no available driver within the search radius before the deadline')
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[7]))
   redis.call('ZREM', KEYS[3], ARGV[1])
   ack()
   return {'NO_DRIVER_FOUND'}
