@@ -177,3 +177,54 @@ async def test_poison_entries_go_to_the_dead_letter_stream(
 
 async def _has_entries(redis: Any, stream: str, n: int) -> bool:
     return bool(await redis.xlen(stream) >= n)
+
+
+async def test_each_strategy_picks_what_it_promises(
+    settings: Settings, services: Callable[..., Service], redis: Any
+) -> None:
+    api = services("api", settings)
+    services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+
+        async def place(driver: str, north_m: float, rating: float, speed: float | None) -> None:
+            await add_driver(c, driver, offset(*BLR, north_m=north_m), rating=rating)
+            if speed is not None:
+                at = offset(*BLR, north_m=north_m)
+                body = {"lat": at[0], "lng": at[1], "speed_mps": speed}
+                assert (await c.put(f"/v1/drivers/{driver}/location", json=body)).status_code == 204
+
+        # nearest: n1 (200 m); rating: r5 (4.9 at 700 m); eta: fast (900 m at 15 m/s = 60 s,
+        # against n1's 200 m at 1.5 m/s = 133 s and others at the city's 20 km/h).
+        await place("n1", 200, 4.0, 1.5)
+        await place("r5", 700, 4.9, None)
+        await place("fast", 900, 4.1, 15.0)
+
+        async def ride_with(strategy: str | None) -> dict[str, Any]:
+            body: dict[str, Any] = {
+                "rider_id": f"r-{strategy}",
+                "pickup": {"lat": BLR[0], "lng": BLR[1]},
+                "dropoff": {"lat": 13.0, "lng": 77.6},
+            }
+            if strategy:
+                body["strategy"] = strategy
+            r = await c.post("/v1/rides", json=body)
+            assert r.status_code == 202, r.text
+            ride = await wait_for_status(c, r.json()["ride_id"], {"ASSIGNED"})
+            assert (await c.post(f"/v1/rides/{ride['ride_id']}/complete")).status_code == 200
+            return ride
+
+        assert (await ride_with("rating"))["driver"]["id"] == "r5"
+        eta = await ride_with("eta")
+        assert eta["driver"]["id"] == "fast" and eta["strategy"] == "eta"
+        default = await ride_with(None)
+        assert default["driver"]["id"] == "n1" and default["strategy"] == "nearest"
+        r = await c.post(
+            "/v1/rides",
+            json={
+                "rider_id": "x",
+                "strategy": "cheapest",
+                "pickup": {"lat": BLR[0], "lng": BLR[1]},
+                "dropoff": {"lat": 13.0, "lng": 77.6},
+            },
+        )
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "strategy"

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from rideflow import keys
 from rideflow.cities import CityMap, distance_m
 from rideflow.config import City, Settings
-from rideflow.dispatch.matcher import Candidate, rank_nearest
+from rideflow.dispatch.matcher import Candidate, eta_s, rank
 
 BLR = City(code="blr", name="Bengaluru", lat=12.9716, lng=77.5946, radius_km=30)
 MYS = City(code="mys", name="Mysuru", lat=12.2958, lng=76.6394, radius_km=20)
@@ -34,9 +34,34 @@ def test_overlapping_areas_go_to_the_nearest_centre() -> None:
     assert cities.locate(12.97, 77.59) is BLR
 
 
+def ids(found: list[Candidate]) -> list[str]:
+    return [c.driver_id for c in found]
+
+
 def test_rank_nearest_breaks_ties_by_id() -> None:
     found = [Candidate("b", 50.0), Candidate("a", 50.0), Candidate("c", 10.0)]
-    assert [c.driver_id for c in rank_nearest(found)] == ["c", "a", "b"]
+    assert ids(rank("nearest", found, 5.0)) == ["c", "a", "b"]
+
+
+def test_rank_rating_prefers_the_best_rated_then_the_nearest() -> None:
+    found = [
+        Candidate("near", 100, rating=4.2),
+        Candidate("star", 900, rating=4.9),
+        Candidate("star2", 400, rating=4.9),
+        Candidate("new", 50, rating=None),
+    ]
+    assert ids(rank("rating", found, 5.0)) == ["star2", "star", "near", "new"]
+
+
+def test_rank_eta_uses_each_drivers_speed_or_the_citys() -> None:
+    found = [
+        Candidate("slow", 500, speed_mps=2.0),  # 250 s
+        Candidate("fast", 1500, speed_mps=15.0),  # 100 s
+        Candidate("parked", 600, speed_mps=0.0),  # standing: city speed, 120 s
+        Candidate("unknown", 700),
+    ]  # city speed, 140 s
+    assert ids(rank("eta", found, 5.0)) == ["fast", "parked", "unknown", "slow"]
+    assert eta_s(found[1], 5.0) == 100
 
 
 def test_city_keys_share_one_hash_tag() -> None:

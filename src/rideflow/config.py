@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket"]
+Strategy = Literal["nearest", "rating", "eta"]
 
 
 class City(BaseModel):
@@ -20,6 +21,10 @@ class City(BaseModel):
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
     radius_km: float = Field(gt=0, le=200)
+    strategy: Strategy = Field(default="nearest", description="Ranking when a ride names none")
+    speed_kmh: float = Field(
+        default=20.0, gt=0, le=200, description="Speed for ETAs when a driver's own is unknown"
+    )
 
 
 class RatePolicy(BaseModel):

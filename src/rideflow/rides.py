@@ -55,7 +55,8 @@ class Rides:
         The same `Idempotency-Key` from the same rider returns the first ride; reused for a
         different request it is a conflict.
         """
-        city = self.city_of_pickup(body.pickup).code
+        city_conf = self.city_of_pickup(body.pickup)
+        city = city_conf.code
         ride_id = f"{city}-{uuid.uuid4().hex}"
         ride_keys = [keys.ride(city, ride_id), keys.requests(city), keys.ride_events(city, ride_id)]
         p, d = body.pickup, body.dropoff
@@ -65,6 +66,7 @@ class Rides:
             f"{p.lat},{p.lng}",
             f"{d.lat},{d.lng}",
             self.deadline_ms,
+            body.strategy or city_conf.strategy,
         ]
         if idempotency_key is not None:
             ride_keys.append(keys.idempotency(city, body.rider_id, idempotency_key))
@@ -104,6 +106,7 @@ class Rides:
             city=city,
             rider_id=h["rider_id"],
             status=h["status"],
+            strategy=h.get("strategy", "nearest"),
             pickup=_point(h["pickup"]),
             dropoff=_point(h["dropoff"]),
             driver=driver,

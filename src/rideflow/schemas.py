@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rideflow.config import Strategy
+
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude in degrees")]
@@ -41,6 +43,11 @@ class RideCreate(Body):
     rider_id: Id
     pickup: Point
     dropoff: Point
+    strategy: Strategy | None = Field(
+        default=None,
+        description="nearest; rating (best rated within the radius, distance breaks ties); eta "
+        "(distance over the driver's recent speed). The city's default when absent.",
+    )
 
 
 class RideAccepted(BaseModel):
@@ -61,6 +68,7 @@ class RideView(BaseModel):
     city: str
     rider_id: str
     status: RideStatus
+    strategy: Strategy
     pickup: Point
     dropoff: Point
     driver: DriverBrief | None = None

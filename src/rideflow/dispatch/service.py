@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 
 from rideflow import keys
 from rideflow.config import Settings
 from rideflow.dispatch.geo import nearby, pairs
-from rideflow.dispatch.matcher import Candidate, rank_nearest
+from rideflow.dispatch.matcher import Candidate, kmh_to_mps, needs_profiles, rank
 from rideflow.scripts import Scripts
+
+DEFAULT_SPEED_MPS = kmh_to_mps(20.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class Dispatcher:
         self.stale_ms = int(settings.driver_stale_s * 1000)
         self.retry_base_ms = int(settings.retry_base_s * 1000)
         self.retry_max_ms = int(settings.retry_max_s * 1000)
+        self.city_speed_mps = {c.code: kmh_to_mps(c.speed_kmh) for c in settings.cities}
 
     async def handle(self, city: str, ride_id: str, entry_id: str = "") -> Outcome:
         """Take a ride from the stream (`entry_id`) or the retry set ('') and try to assign it.
@@ -59,9 +62,10 @@ class Dispatcher:
         if begun[0] != "SEARCHING":
             return Outcome(begun[0])
         lat, _, lng = begun[1].partition(",")
+        strategy = str(begun[2])
         for i, radius in enumerate(self.radii_m):
             found = (
-                pairs(begun[2:])
+                pairs(begun[3:])
                 if i == 0
                 else await nearby(
                     self.redis, city, float(lat), float(lng), radius, self.settings.search_count
@@ -69,10 +73,24 @@ class Dispatcher:
             )
             if not found:
                 continue
-            outcome = await self._reserve(city, ride_id, entry_id, rank_nearest(found))
+            if needs_profiles(strategy):
+                found = await self._with_profiles(city, found)
+            ranked = rank(strategy, found, self.city_speed_mps.get(city, DEFAULT_SPEED_MPS))
+            outcome = await self._reserve(city, ride_id, entry_id, ranked)
             if outcome is not None:
                 return outcome
         return await self._retry_later(city, ride_id, entry_id)
+
+    async def _with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
+        """The candidates with their ratings and recent speeds, read in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in found:
+                pipe.hmget(keys.driver(city, c.driver_id), ["rating", "speed"])
+            profiles = await pipe.execute()
+        return [
+            replace(c, rating=_number(rating), speed_mps=_number(speed))
+            for c, (rating, speed) in zip(found, profiles, strict=True)
+        ]
 
     async def _reserve(
         self, city: str, ride_id: str, entry_id: str, ranked: list[Candidate]
@@ -119,3 +137,7 @@ class Dispatcher:
             ],
         )
         return Outcome(str(reply[0]))
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value else None

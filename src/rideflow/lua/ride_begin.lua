@@ -5,9 +5,10 @@
 --     [5] the ride's event stream
 -- ARGV[1] ride id, [2] stream entry id ('' when the ride came from the retry set), [3] group,
 --     [4] first search radius m, [5] most candidates, [6] retention s of a finished ride
--- Returns {'SEARCHING', pickup 'lat,lng', driver id, distance m, driver id, distance m, ...}
+-- Returns {'SEARCHING', pickup 'lat,lng', strategy, driver id, distance m, driver id, distance m,
+-- ...}
 -- nearest first, or {status} (or {'GONE'}) when there is nothing to do.
-local r = redis.call('HMGET', KEYS[1], 'status', 'pickup', 'deadline')
+local r = redis.call('HMGET', KEYS[1], 'status', 'pickup', 'deadline', 'strategy')
 local status = r[1]
 if status == 'QUEUED' then
   local t = redis.call('TIME')
@@ -36,7 +37,7 @@ end
 local lat, lng = string.match(r[2], '([^,]+),([^,]+)')
 local found = redis.call('GEOSEARCH', KEYS[4], 'FROMLONLAT', lng, lat, 'BYRADIUS', ARGV[4], 'm',
   'ASC', 'COUNT', tonumber(ARGV[5]), 'WITHDIST')
-local out = {'SEARCHING', r[2]}
+local out = {'SEARCHING', r[2], r[4] or 'nearest'}
 for _, hit in ipairs(found) do
   out[#out + 1] = hit[1]
   out[#out + 1] = hit[2]
