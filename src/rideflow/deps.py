@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from rideflow.drivers import Drivers
@@ -32,15 +32,6 @@ async def _redis(request: Request) -> Redis:
 RidesDep = Annotated[Rides, Depends(_rides)]
 DriversDep = Annotated[Drivers, Depends(_drivers)]
 RedisDep = Annotated[Redis, Depends(_redis)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Repeat a creation safely: the same key returns the first result",
-    ),
-]
 
 
 IDEMPOTENCY_DOC = {
@@ -57,8 +48,8 @@ IDEMPOTENCY_DOC = {
 
 
 def idempotency_key(request: Request) -> str | None:
-    """The `Idempotency-Key` header, read by hand on the hottest routes (as a declared header
-    parameter FastAPI spends more on it than on the rest of the request); documented there with
+    """The `Idempotency-Key` header, read by hand (as a declared header parameter FastAPI spends
+    more on it than on the rest of the request); routes document it with
     `openapi_extra=IDEMPOTENCY_DOC`."""
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= 255:

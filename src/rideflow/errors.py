@@ -66,15 +66,9 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 
 def _validation(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
-    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
-    return problem(422, "Invalid request", detail, errors=errors)
-
-
-def _model(request: Request, exc: Exception) -> Response:
-    """A model built inside a route from request data (a path value, say) refused it."""
-    assert isinstance(exc, ValidationError)
+    """FastAPI's request validation, or a model a route builds from request data itself (the
+    raw ride body, a path value): either way 422 naming each field."""
+    assert isinstance(exc, RequestValidationError | ValidationError)
     errors = [{"field": _field(tuple(e["loc"])), "reason": e["msg"]} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
     return problem(422, "Invalid request", detail, errors=errors)
@@ -119,7 +113,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(RideflowError, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(ValidationError, _model)
+    app.add_exception_handler(ValidationError, _validation)
     # Connection loss, timeouts, and a Redis refusing writes (OOM, MISCONF, READONLY) alike.
     app.add_exception_handler(RedisError, _redis_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from rideflow.api.problems import responses
-from rideflow.deps import IdempotencyKey, RidesDep
+from rideflow.deps import IDEMPOTENCY_DOC, RidesDep, idempotency_key
 from rideflow.schemas import Point, RideCreate, SeedRideQueued, SeedRideRequest
 
 router = APIRouter(tags=["compatibility"])
@@ -17,14 +17,13 @@ router = APIRouter(tags=["compatibility"])
     response_model=SeedRideQueued,
     responses=responses(409, 422),
     summary="Request a ride with the original flat body (same as POST /v1/rides)",
+    openapi_extra=IDEMPOTENCY_DOC,
 )
-async def request_ride(
-    body: SeedRideRequest, rides: RidesDep, idempotency_key: IdempotencyKey = None
-) -> SeedRideQueued:
+async def request_ride(body: SeedRideRequest, rides: RidesDep, request: Request) -> SeedRideQueued:
     ride = RideCreate(
         rider_id=str(body.rider_id),
         pickup=Point(lat=body.pickup_lat, lng=body.pickup_lng),
         dropoff=Point(lat=body.dest_lat, lng=body.dest_lng),
     )
-    ride_id, _city = await rides.create(ride, idempotency_key)
+    ride_id, _city = await rides.create(ride, idempotency_key(request))
     return SeedRideQueued(ride_id=ride_id)
