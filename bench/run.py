@@ -38,6 +38,7 @@ import orjson
 import redis as sync_redis
 import uvloop
 from redis.asyncio import Redis
+from rideflow.rides import Rides
 
 from bench.loadgen import LoadResult, MakeRequest, RequestSpec, percentile, run_load
 from rideflow import keys
@@ -47,7 +48,6 @@ from rideflow.connections import create_redis
 from rideflow.drivers import Drivers
 from rideflow.multiplex import MultiplexedRedis
 from rideflow.ratelimit import RateLimiter
-from rideflow.rides import Rides
 from rideflow.schemas import DriverCreate, DriverLocation, Point, RideCreate
 from rideflow.scripts import Scripts
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL = {"ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
+FINAL = {"COMPLETED", "DELIVERED", "CANCELLED", "NO_DRIVER_FOUND"}
 
 
 async def add_driver(
@@ -87,18 +87,62 @@ async def add_drivers(
 
 
 async def wait_for_status(
-    client: httpx.AsyncClient, ride_id: str, statuses: set[str], within: float = 15.0
+    client: httpx.AsyncClient,
+    ride_id: str,
+    statuses: set[str],
+    within: float = 15.0,
+    kind: str = "rides",
 ) -> dict[str, Any]:
-    """Poll a ride until it reaches one of `statuses`; fail after `within` seconds."""
+    """Poll a ride (or a delivery) until it reaches one of `statuses`; fail after `within` s."""
     import asyncio
     import time
 
     deadline = time.monotonic() + within
     while True:
-        r = await client.get(f"/v1/rides/{ride_id}")
+        r = await client.get(f"/v1/{kind}/{ride_id}")
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         if body["status"] in statuses:
             return body
         assert time.monotonic() < deadline, f"ride {ride_id} stuck in {body['status']}"
         await asyncio.sleep(0.02)
+
+
+async def pending_offer(client: httpx.AsyncClient, driver_id: str) -> dict[str, Any] | None:
+    """The driver's pending offer, or None."""
+    r = await client.get(f"/v1/drivers/{driver_id}/offers")
+    assert r.status_code == 200, r.text
+    offers: list[dict[str, Any]] = r.json()["offers"]
+    assert len(offers) <= 1
+    return offers[0] if offers else None
+
+
+async def answer(
+    client: httpx.AsyncClient, offer: dict[str, Any], verb: str = "accept", **overrides: Any
+) -> httpx.Response:
+    """Accept or reject an offer as its driver with its token (unless overridden)."""
+    body = {"driver_id": offer["driver_id"], "token": offer["token"], **overrides}
+    return await client.post(f"/v1/offers/{offer['offer_id']}/{verb}", json=body)
+
+
+async def take(client: httpx.AsyncClient, ride_id: str, kind: str = "rides") -> dict[str, Any]:
+    """Wait for the order to be offered, accept it as the driver; the order after."""
+    order = await wait_for_status(client, ride_id, {"OFFERED"}, kind=kind)
+    offer = (await client.get(f"/v1/offers/{order['offer_id']}")).json()
+    r = await answer(client, offer)
+    assert r.status_code == 200 and r.json()["order_status"] == "ACCEPTED", r.text
+    r = await client.get(f"/v1/{kind}/{ride_id}")
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def finish(client: httpx.AsyncClient, ride_id: str, kind: str = "rides") -> dict[str, Any]:
+    """Drive an accepted order to its end: arriving, picked up, complete (or delivered)."""
+    order = (await client.get(f"/v1/{kind}/{ride_id}")).json()
+    driver = {"driver_id": order["driver"]["id"]}
+    last = "complete" if kind == "rides" else "delivered"
+    for step in ("arriving", "picked-up", last):
+        r = await client.post(f"/v1/{kind}/{ride_id}/{step}", json=driver)
+        assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body

@@ -10,21 +10,26 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from rideflow import __version__, errors
-from rideflow.api import compat, drivers, health, rides
+from rideflow.api import compat, deliveries, drivers, health, offers, rides
+from rideflow.assign import Assigner
 from rideflow.cities import CityMap
 from rideflow.config import Settings
 from rideflow.connections import create_redis, redis_url
+from rideflow.dispatch.service import Dispatcher
 from rideflow.drivers import Drivers
 from rideflow.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.multiplex import MultiplexedRedis
+from rideflow.offers import Offers
+from rideflow.orders import Orders
 from rideflow.ratelimit import RateLimiter
-from rideflow.rides import Rides
 from rideflow.runtime import freeze_startup_objects
 from rideflow.scripts import Scripts
 
 DESCRIPTION = """
 Real-time dispatch for ride-hailing and delivery. Ride requests are accepted at once (202) and
-queued per city; dispatcher workers match them to the nearest available driver.
+queued per city; dispatcher workers find the best available driver, reserve them and offer them
+the order; the driver accepts or rejects within a window, and a rejection or a lapse moves on to
+the next driver at once. Deliveries can also be assigned synchronously (`POST /v1/delivery/assign`).
 
 Every error is `application/problem+json` (RFC 9457). Requests are rate limited per client
 address; limited responses carry `RateLimit-Policy` and `RateLimit` headers.
@@ -36,7 +41,9 @@ class AppState(TypedDict):
 
     settings: Settings
     redis: Redis
-    rides: Rides
+    orders: Orders
+    offers: Offers
+    assigner: Assigner
     drivers: Drivers
     limiter: RateLimiter
 
@@ -53,12 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The check runs on every request: it gets a multiplexed connection of its own.
         url = redis_url(settings)
         limits = MultiplexedRedis(url, "api-limits") if MultiplexedRedis.supports(url) else redis
+        orders = Orders(redis, scripts, settings, cities)
         freeze_startup_objects()
         try:
             yield AppState(
                 settings=settings,
                 redis=redis,
-                rides=Rides(redis, scripts, settings, cities),
+                orders=orders,
+                offers=Offers(redis, scripts, settings, cities),
+                assigner=Assigner(redis, orders, Dispatcher(redis, scripts, settings)),
                 drivers=Drivers(redis, scripts, settings, cities),
                 limiter=RateLimiter(Scripts.register(limits), settings),
             )
@@ -69,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (rides, drivers, compat, health):
+    for module in (rides, deliveries, offers, drivers, compat, health):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)

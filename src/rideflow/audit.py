@@ -1,9 +1,10 @@
 """`rideflow audit`: read Redis and report any breach of the dispatch invariant (a driver holds at
-most one active ride and a ride at most one driver) or any ride in no known state.
+most one active order and an order at most one driver), any lease or offer past its deadline still
+held, and any order in no known state.
 
-Rides and drivers are read in two scans, not one snapshot: on a system that is dispatching, a
-ride finishing between the scans can show as a breach. Run it when work has stopped (as the tests
-and benchmarks do), or run it twice."""
+Orders, drivers and leases are read in separate scans, not one snapshot: on a system that is
+dispatching, an order moving on between the scans can show as a breach. Run it when work has
+stopped (as the tests and benchmarks do), or run it twice."""
 
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from typing import cast
 from redis.asyncio import Redis
 
 from rideflow import keys
-from rideflow.rides import STATUSES
+from rideflow.orders import HOLDING, STATUSES
 
 BATCH = 500
+LATE_MS = 1_000
+"""How far past its deadline a pending offer may be before it counts as not swept."""
 
 
 async def _hashes(
     redis: Redis, pattern: str, fields: list[str]
 ) -> AsyncIterator[tuple[str, list[str | None]]]:
-    """(key, values of `fields`) for every key matching `pattern`, read in pipelined batches."""
+    """(key, values of `fields`) for every hash matching `pattern`, read in pipelined batches."""
     batch: list[str] = []
 
     async def flush() -> list[tuple[str, list[str | None]]]:
@@ -46,44 +49,90 @@ async def _hashes(
 async def audit_city(redis: Redis, city: str) -> list[str]:
     """Every breach found in one city, as sentences."""
     found: list[str] = []
-    ride_prefix, driver_prefix = keys.ride(city, ""), keys.driver(city, "")
-    rides: dict[str, tuple[str | None, str | None]] = {}
-    drivers_of_ride: dict[str, list[str]] = defaultdict(list)
-    async for key, (status, driver) in _hashes(redis, ride_prefix + "*", ["status", "driver"]):
-        ride_id = key.removeprefix(ride_prefix)
-        rides[ride_id] = (status, driver)
+    order_prefix, driver_prefix = keys.order(city, ""), keys.driver(city, "")
+    orders: dict[str, tuple[str | None, str | None, str | None]] = {}
+    async for key, (status, driver, offer) in _hashes(
+        redis, order_prefix + "*", ["status", "driver", "offer"]
+    ):
+        order_id = key.removeprefix(order_prefix)
+        orders[order_id] = (status, driver, offer)
         if status not in STATUSES:
-            found.append(f"ride {ride_id} is in no known state ({status!r})")
-        elif status == "ASSIGNED" and not driver:
-            found.append(f"ride {ride_id} is ASSIGNED to no driver")
+            found.append(f"order {order_id} is in no known state ({status!r})")
+        elif status in HOLDING and not driver:
+            found.append(f"order {order_id} is {status} with no driver")
+        elif status == "OFFERED" and not offer:
+            found.append(f"order {order_id} is OFFERED with no offer")
+    holders: dict[str, list[str]] = defaultdict(list)
     pool = keys.pool(city)
-    async for key, (held,) in _hashes(redis, driver_prefix + "*", ["ride"]):
+    async for key, (held, offer) in _hashes(redis, driver_prefix + "*", ["order", "offer"]):
         driver_id = key.removeprefix(driver_prefix)
         if not held:
             continue
-        drivers_of_ride[held].append(driver_id)
-        status, named = rides.get(held, (None, None))
-        if status != "ASSIGNED" or named != driver_id:
+        holders[held].append(driver_id)
+        status, named, order_offer = orders.get(held, (None, None, None))
+        if status not in HOLDING or named != driver_id:
             found.append(
-                f"driver {driver_id} holds ride {held}, which is {status or 'gone'} "
+                f"driver {driver_id} holds order {held}, which is {status or 'gone'} "
                 f"with driver {named or 'none'}"
             )
-        if await redis.zscore(pool, driver_id) is not None:
-            found.append(f"driver {driver_id} holds ride {held} but is in the available pool")
-    for ride_id, holders in drivers_of_ride.items():
-        if len(holders) > 1:
-            found.append(f"ride {ride_id} is held by {len(holders)} drivers: {sorted(holders)}")
-    rides_of_driver: dict[str, list[str]] = defaultdict(list)
-    for ride_id, (status, driver) in rides.items():
-        if status == "ASSIGNED" and driver:
-            rides_of_driver[driver].append(ride_id)
-            if driver not in drivers_of_ride.get(ride_id, []):
-                found.append(f"ride {ride_id} names driver {driver}, who does not hold it")
-    for driver_id, assigned in rides_of_driver.items():
-        if len(assigned) > 1:
+        elif (offer or None) != (order_offer if status == "OFFERED" else None):
             found.append(
-                f"driver {driver_id} is assigned {len(assigned)} rides: {sorted(assigned)}"
+                f"driver {driver_id} has offer {offer!r}; order {held} has {order_offer!r}"
             )
+        if await redis.zscore(pool, driver_id) is not None:
+            found.append(f"driver {driver_id} holds order {held} but is in the available pool")
+    for order_id, by in holders.items():
+        if len(by) > 1:
+            found.append(f"order {order_id} is held by {len(by)} drivers: {sorted(by)}")
+    orders_of: dict[str, list[str]] = defaultdict(list)
+    for order_id, (status, driver, _offer) in orders.items():
+        if status in HOLDING and driver:
+            orders_of[driver].append(order_id)
+            if driver not in holders.get(order_id, []):
+                found.append(f"order {order_id} names driver {driver}, who does not hold it")
+    for driver_id, active in orders_of.items():
+        if len(active) > 1:
+            found.append(f"driver {driver_id} has {len(active)} active orders: {sorted(active)}")
+    found += await _late_offers(redis, city, orders)
+    return found
+
+
+async def _late_offers(
+    redis: Redis, city: str, orders: dict[str, tuple[str | None, str | None, str | None]]
+) -> list[str]:
+    """Offers past their deadline still pending, and leases held for no pending offer."""
+    found: list[str] = []
+    now_s, now_us = await redis.time()
+    now_ms = now_s * 1000 + now_us // 1000
+    late = await redis.zrangebyscore(
+        keys.offers_due(city), "-inf", now_ms - LATE_MS, withscores=True
+    )
+    for offer_id, deadline in cast(list[tuple[str, float]], late):
+        found.append(
+            f"offer {offer_id} is still pending {now_ms - int(deadline)} ms after its deadline"
+        )
+    offered = {
+        offer: driver or ""
+        for status, driver, offer in orders.values()
+        if status == "OFFERED" and offer
+    }
+    lease_prefix = keys.lease(city, "")
+    async for key in redis.scan_iter(match=lease_prefix + "*", count=1000):
+        driver_id = str(key).removeprefix(lease_prefix)
+        value = cast(str | None, await redis.get(key))
+        if value is None:
+            continue
+        _token, _, rest = value.partition("|")
+        order_id, _, offer_id = rest.partition("|")
+        if offered.get(offer_id) != driver_id:
+            status = orders.get(order_id, (None, None, None))[0]
+            found.append(
+                f"driver {driver_id} still holds a lease for offer {offer_id} of order "
+                f"{order_id}, which is {status or 'gone'}"
+            )
+    for offer_id, driver_id in offered.items():
+        if driver_id and not await redis.exists(keys.lease(city, driver_id)):
+            found.append(f"offer {offer_id} is pending but driver {driver_id} holds no lease")
     return found
 
 

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     search_radii_km: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.5, 5.0])
     search_count: int = Field(default=10, gt=0)
     ride_deadline_s: float = Field(default=120.0, gt=0)
+    delivery_deadline_s: float = Field(default=120.0, gt=0)
+    ride_offer_window_s: float = Field(
+        default=15.0, gt=0, description="How long a driver has to answer a ride offer"
+    )
+    delivery_offer_window_s: float = Field(
+        default=30.0, gt=0, description="How long a driver has to answer a delivery offer"
+    )
+    offer_lease_grace_ms: int = Field(
+        default=5_000, ge=0, description="A lease outlives its offer's deadline by this much"
+    )
+    max_lapses: int = Field(
+        default=3, gt=0, description="Offers a driver may let lapse in a row before going offline"
+    )
+    offer_sweep_s: float = Field(default=0.05, gt=0, le=0.2)
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=8.0, gt=0)
     ride_retention_s: int = Field(default=86_400, gt=0)

@@ -10,13 +10,25 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
+from rideflow.assign import Assigner
 from rideflow.drivers import Drivers
 from rideflow.errors import Unprocessable
-from rideflow.rides import Rides
+from rideflow.offers import Offers
+from rideflow.orders import Orders
 
 
-async def _rides(request: Request) -> Rides:
-    return rides_of(request)
+async def _orders(request: Request) -> Orders:
+    return orders_of(request)
+
+
+async def _offers(request: Request) -> Offers:
+    offers: Offers = request.state.offers
+    return offers
+
+
+async def _assigner(request: Request) -> Assigner:
+    assigner: Assigner = request.state.assigner
+    return assigner
 
 
 async def _drivers(request: Request) -> Drivers:
@@ -29,7 +41,9 @@ async def _redis(request: Request) -> Redis:
     return redis
 
 
-RidesDep = Annotated[Rides, Depends(_rides)]
+OrdersDep = Annotated[Orders, Depends(_orders)]
+OffersDep = Annotated[Offers, Depends(_offers)]
+AssignerDep = Annotated[Assigner, Depends(_assigner)]
 DriversDep = Annotated[Drivers, Depends(_drivers)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 
@@ -57,7 +71,7 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def rides_of(request: Request) -> Rides:
-    """The ride store, without a dependency pass."""
-    rides: Rides = request.state.rides
-    return rides
+def orders_of(request: Request) -> Orders:
+    """The order store, without a dependency pass."""
+    orders: Orders = request.state.orders
+    return orders

@@ -66,7 +66,7 @@ class Drivers:
         return str(code)
 
     async def get(self, driver_id: str) -> DriverView:
-        """A driver's profile, status, current ride and last position."""
+        """A driver's profile, status, current order and offer, and last position."""
         code = await self.city_of(driver_id)
         h = cast(dict[str, str], await self.redis.hgetall(keys.driver(code, driver_id)))
         return _view(driver_id, code, h)
@@ -179,7 +179,8 @@ def _view(driver_id: str, code: str, h: dict[str, str]) -> DriverView:
         vehicle=h["vehicle"],
         city=code,
         status=h["status"],
-        ride_id=h.get("ride") or None,
+        order_id=h.get("order") or None,
+        offer_id=h.get("offer") or None,
         position=position,
         speed_mps=float(h["speed"]) if "speed" in h else None,
     )

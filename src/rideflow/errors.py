@@ -40,6 +40,13 @@ class Conflict(RideflowError):
     title = "Conflict"
 
 
+class NoDriverFound(RideflowError):
+    """A synchronous dispatch found no available driver within the radius."""
+
+    status = 404
+    title = "No driver found"
+
+
 class Unprocessable(RideflowError):
     """Valid JSON that the domain refuses; `field` names the offending input."""
 

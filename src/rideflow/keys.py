@@ -11,7 +11,8 @@ def _city(city: str, *parts: str) -> str:
 
 
 def requests(city: str) -> str:
-    """Stream of ride requests waiting for dispatch, in arrival order."""
+    """Stream of orders waiting for dispatch, in arrival order (and orders sent back to it when
+    an offer is rejected or lapses)."""
     return _city(city, "requests")
 
 
@@ -21,7 +22,7 @@ def dead_requests(city: str) -> str:
 
 
 def pool(city: str) -> str:
-    """GEO set of available drivers (online, fresh, holding no ride)."""
+    """GEO set of available drivers (online, fresh, holding no order)."""
     return _city(city, "pool")
 
 
@@ -31,22 +32,53 @@ def seen(city: str) -> str:
 
 
 def retries(city: str) -> str:
-    """Sorted set of ride id -> when to look for a driver again, in ms."""
+    """Sorted set of order id -> when to look for a driver again, in ms."""
     return _city(city, "retry")
 
 
-def ride(city: str, ride_id: str) -> str:
-    """Hash holding one ride's state and transition times."""
-    return _city(city, "ride", ride_id)
+def order(city: str, order_id: str) -> str:
+    """Hash holding one order's (a ride's or a delivery's) state and transition times."""
+    return _city(city, "order", order_id)
 
 
-def ride_events(city: str, ride_id: str) -> str:
-    """Stream of one ride's transitions (capped), for history and for resuming live updates."""
-    return _city(city, "ride", ride_id, "events")
+def order_events(city: str, order_id: str) -> str:
+    """Stream of one order's transitions (capped), for history and for resuming live updates."""
+    return _city(city, "order", order_id, "events")
+
+
+def excluded(city: str, order_id: str) -> str:
+    """Set of drivers who rejected or let lapse an offer of this order: never offered it again."""
+    return _city(city, "order", order_id, "excluded")
+
+
+def city_events(city: str) -> str:
+    """Stream of every order transition in the city, in the order Redis applied them (capped):
+    what the recorder projects into SQL and what audits replay."""
+    return _city(city, "events")
+
+
+def offer(city: str, offer_id: str) -> str:
+    """Hash holding one offer: order, driver, fencing token, deadline, status."""
+    return _city(city, "offer", offer_id)
+
+
+def offers_due(city: str) -> str:
+    """Sorted set of pending offer id -> deadline in ms, swept by the dispatchers."""
+    return _city(city, "offers", "due")
+
+
+def lease(city: str, driver_id: str) -> str:
+    """String `token|order|offer` while a driver is reserved for an offer (SET NX PX)."""
+    return _city(city, "lease", driver_id)
+
+
+def fence(city: str) -> str:
+    """Counter handing out the city's fencing tokens, increasing with every offer."""
+    return _city(city, "fence")
 
 
 def driver(city: str, driver_id: str) -> str:
-    """Hash holding one driver's profile, status, position and current ride."""
+    """Hash holding one driver's profile, status, position, current order and pending offer."""
     return _city(city, "driver", driver_id)
 
 

@@ -44,12 +44,13 @@ class Lua:
 class Scripts:
     """Each field holds the script of the `.lua` file with the same name."""
 
-    ride_enqueue: Lua
-    ride_begin: Lua
-    ride_reserve: Lua
-    ride_retry: Lua
-    ride_finish: Lua
-    retry_claim: Lua
+    order_enqueue: Lua
+    order_begin: Lua
+    order_retry: Lua
+    order_transition: Lua
+    offer_create: Lua
+    offer_answer: Lua
+    due_claim: Lua
     driver_create: Lua
     driver_positions: Lua
     driver_status: Lua

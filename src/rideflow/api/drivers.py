@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from rideflow.api.problems import responses
-from rideflow.deps import DriversDep
+from rideflow.deps import DriversDep, OffersDep
 from rideflow.schemas import (
     ID_PATTERN,
     DriverCreate,
     DriverLocation,
+    DriverOffers,
     DriverStatusUpdate,
     DriverView,
     Location,
@@ -38,10 +39,21 @@ async def create_driver(body: DriverCreate, drivers: DriversDep) -> DriverView:
     "/{driver_id}",
     response_model=DriverView,
     responses=responses(404),
-    summary="A driver: profile, status, current ride, last position",
+    summary="A driver: profile, status, current order and offer, last position",
 )
 async def get_driver(driver_id: DriverId, drivers: DriversDep) -> DriverView:
     return await drivers.get(driver_id)
+
+
+@router.get(
+    "/{driver_id}/offers",
+    response_model=DriverOffers,
+    responses=responses(404),
+    summary="The driver's pending offer (at most one), with its fencing token and deadline",
+)
+async def get_offers(driver_id: DriverId, drivers: DriversDep, offers: OffersDep) -> DriverOffers:
+    city = await drivers.city_of(driver_id)
+    return DriverOffers(driver_id=driver_id, offers=await offers.pending_for(city, driver_id))
 
 
 @router.put(

@@ -1,4 +1,4 @@
-"""Ride requests: accept onto the city queue, read, cancel, complete."""
+"""Rides: accept onto the city queue, read, follow, and move along the state machine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from rideflow.api.problems import responses
-from rideflow.deps import IDEMPOTENCY_DOC, RidesDep, idempotency_key, rides_of
+from rideflow.api.steps import OrderId, add_steps
+from rideflow.deps import IDEMPOTENCY_DOC, OrdersDep, idempotency_key, orders_of
+from rideflow.orders import Orders
 from rideflow.schemas import RideAccepted, RideCreate, RideEvents, RideView
 
 router = APIRouter(prefix="/v1/rides", tags=["rides"])
@@ -38,7 +40,7 @@ async def create_ride(request: Request) -> Response:
     # The hottest route, kept lean: pydantic parses the raw JSON in one pass (a ValidationError
     # renders as 422 like any other), with no dependency or response-model pass.
     body = RideCreate.model_validate_json(await request.body())
-    ride_id, city = await rides_of(request).create(body, idempotency_key(request))
+    ride_id, city = await orders_of(request).create_ride(body, idempotency_key(request))
     return Response(
         orjson.dumps({"ride_id": ride_id, "status": "QUEUED", "city": city}),
         status_code=202,
@@ -53,8 +55,8 @@ async def create_ride(request: Request) -> Response:
     responses=responses(404),
     summary="A ride: status, driver, pickup distance, time of each transition",
 )
-async def get_ride(ride_id: str, rides: RidesDep) -> RideView:
-    return await rides.get(ride_id)
+async def get_ride(ride_id: OrderId, orders: OrdersDep) -> RideView:
+    return await orders.ride(ride_id)
 
 
 @router.get(
@@ -64,30 +66,13 @@ async def get_ride(ride_id: str, rides: RidesDep) -> RideView:
     summary="A ride's transitions in order; `after` resumes from a known event id",
 )
 async def get_events(
-    ride_id: str,
-    rides: RidesDep,
+    ride_id: OrderId,
+    orders: OrdersDep,
     after: Annotated[
         str | None, Query(pattern=r"^\d+-\d+$", description="Last event id seen")
     ] = None,
 ) -> RideEvents:
-    return await rides.events(ride_id, after)
+    return RideEvents(ride_id=ride_id, events=await orders.events(ride_id, "ride", after))
 
 
-@router.post(
-    "/{ride_id}/cancel",
-    response_model=RideView,
-    responses=responses(404, 409),
-    summary="Cancel a live ride; a reserved driver is freed at once",
-)
-async def cancel_ride(ride_id: str, rides: RidesDep) -> RideView:
-    return await rides.cancel(ride_id)
-
-
-@router.post(
-    "/{ride_id}/complete",
-    response_model=RideView,
-    responses=responses(404, 409),
-    summary="Complete an assigned ride; the driver returns to the pool",
-)
-async def complete_ride(ride_id: str, rides: RidesDep) -> RideView:
-    return await rides.complete(ride_id)
+add_steps(router, "ride", Orders.ride, RideView)

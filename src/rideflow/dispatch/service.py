@@ -1,8 +1,10 @@
-"""Dispatching one ride: begin searching, widen the radius, reserve, or schedule a retry."""
+"""Dispatching one order: begin searching, widen the radius, reserve a driver and offer them the
+order, or schedule a retry."""
 
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
@@ -16,16 +18,33 @@ from rideflow.scripts import Scripts
 DEFAULT_SPEED_MPS = kmh_to_mps(20.0)
 
 
+NO_DRIVER_REASON = "no available driver within the search radius before the deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """The offer made to the reserved driver, with their profile."""
+
+    offer_id: str
+    token: int
+    deadline_ms: int
+    name: str
+    rating: float
+    vehicle: str
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What handling a ride led to: its status now, and the driver when one was assigned."""
+    """What handling an order led to: its status now, and the driver and offer when one was
+    offered the order."""
 
     status: str
     driver: Candidate | None = None
+    offer: Offered | None = None
 
 
 class Dispatcher:
-    """Matches rides of any city; safe to run in many tasks and processes at once, because
+    """Matches orders of any city; safe to run in many tasks and processes at once, because
     every state change is one Lua script that re-checks what it relies on."""
 
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings):
@@ -36,22 +55,28 @@ class Dispatcher:
         self.retry_max_ms = int(settings.retry_max_s * 1000)
         self.city_speed_mps = {c.code: kmh_to_mps(c.speed_kmh) for c in settings.cities}
 
-    async def handle(self, city: str, ride_id: str, entry_id: str = "") -> Outcome:
-        """Take a ride from the stream (`entry_id`) or the retry set ('') and try to assign it.
+    async def handle(
+        self, city: str, order_id: str, entry_id: str = "", *, once: bool = False
+    ) -> Outcome:
+        """Take an order from the stream (`entry_id`) or the retry set ('') and offer it to the
+        best eligible driver. `once`: search each radius once and, finding nobody, end the order
+        NO_DRIVER_FOUND instead of retrying (for callers that answer at once).
 
-        Marking the ride SEARCHING and the first, smallest search are one round trip; the
-        radius widens from there.
+        Marking the order SEARCHING and the first, smallest search are one round trip; the
+        radius widens from there, up to the order's own widest radius when it has one.
         """
-        begun = await self.scripts.ride_begin(
+        begun = await self.scripts.order_begin(
             keys=[
-                keys.ride(city, ride_id),
+                keys.order(city, order_id),
                 keys.requests(city),
                 keys.retries(city),
                 keys.pool(city),
-                keys.ride_events(city, ride_id),
+                keys.order_events(city, order_id),
+                keys.city_events(city),
+                keys.excluded(city, order_id),
             ],
             args=[
-                ride_id,
+                order_id,
                 entry_id,
                 keys.DISPATCH_GROUP,
                 self.radii_m[0],
@@ -62,24 +87,25 @@ class Dispatcher:
         if begun[0] != "SEARCHING":
             return Outcome(begun[0])
         lat, _, lng = begun[1].partition(",")
-        strategy = str(begun[2])
-        for i, radius in enumerate(self.radii_m):
+        strategy, widest, count = str(begun[2]), begun[3], int(begun[4])
+        radii = self.radii_m
+        if widest:
+            radii = [r for r in radii if r < float(widest)] + [float(widest)]
+        for i, radius in enumerate(radii):
             found = (
-                pairs(begun[3:])
+                pairs(begun[5:])
                 if i == 0
-                else await nearby(
-                    self.redis, city, float(lat), float(lng), radius, self.settings.search_count
-                )
+                else await nearby(self.redis, city, float(lat), float(lng), radius, count)
             )
             if not found:
                 continue
             if needs_profiles(strategy):
                 found = await self._with_profiles(city, found)
             ranked = rank(strategy, found, self.city_speed_mps.get(city, DEFAULT_SPEED_MPS))
-            outcome = await self._reserve(city, ride_id, entry_id, ranked)
+            outcome = await self._reserve(city, order_id, entry_id, ranked)
             if outcome is not None:
                 return outcome
-        return await self._retry_later(city, ride_id, entry_id)
+        return await self._retry_later(city, order_id, entry_id, give_up=once)
 
     async def _with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
         """The candidates with their ratings and recent speeds, read in one round trip."""
@@ -93,47 +119,73 @@ class Dispatcher:
         ]
 
     async def _reserve(
-        self, city: str, ride_id: str, entry_id: str, ranked: list[Candidate]
+        self, city: str, order_id: str, entry_id: str, ranked: list[Candidate]
     ) -> Outcome | None:
-        args: list[str | float] = [ride_id, entry_id, keys.DISPATCH_GROUP, self.stale_ms]
+        offer_id = f"{order_id}-{secrets.token_hex(4)}"
+        args: list[str | float] = [
+            order_id,
+            entry_id,
+            keys.DISPATCH_GROUP,
+            self.stale_ms,
+            offer_id,
+            self.settings.offer_lease_grace_ms,
+            self.settings.ride_retention_s,
+        ]
+        candidate_keys: list[str] = []
         for c in ranked:
             args.extend((c.driver_id, round(c.distance_m, 1)))
-        index, detail = await self.scripts.ride_reserve(
+            candidate_keys += [keys.driver(city, c.driver_id), keys.lease(city, c.driver_id)]
+        reply = await self.scripts.offer_create(
             keys=[
-                keys.ride(city, ride_id),
+                keys.order(city, order_id),
                 keys.pool(city),
                 keys.seen(city),
                 keys.requests(city),
                 keys.retries(city),
-                keys.ride_events(city, ride_id),
-                *(keys.driver(city, c.driver_id) for c in ranked),
+                keys.order_events(city, order_id),
+                keys.city_events(city),
+                keys.offers_due(city),
+                keys.fence(city),
+                keys.excluded(city, order_id),
+                keys.offer(city, offer_id),
+                *candidate_keys,
             ],
             args=args,
         )
+        index, detail = reply[0], reply[1]
         if index > 0:
-            return Outcome("ASSIGNED", ranked[index - 1])
+            _, _, token, deadline_ms, name, rating, vehicle = reply
+            offered = Offered(
+                offer_id, int(token), int(deadline_ms), name, float(rating or 0), vehicle
+            )
+            return Outcome("OFFERED", ranked[index - 1], offered)
         if index < 0:
             return Outcome(str(detail))
         if detail == "LATE":
-            return await self._retry_later(city, ride_id, entry_id)  # ends it: NO_DRIVER_FOUND
+            return await self._retry_later(city, order_id, entry_id)  # ends it: NO_DRIVER_FOUND
         return None
 
-    async def _retry_later(self, city: str, ride_id: str, entry_id: str) -> Outcome:
-        reply = await self.scripts.ride_retry(
+    async def _retry_later(
+        self, city: str, order_id: str, entry_id: str, *, give_up: bool = False
+    ) -> Outcome:
+        reply = await self.scripts.order_retry(
             keys=[
-                keys.ride(city, ride_id),
+                keys.order(city, order_id),
                 keys.requests(city),
                 keys.retries(city),
-                keys.ride_events(city, ride_id),
+                keys.order_events(city, order_id),
+                keys.city_events(city),
             ],
             args=[
-                ride_id,
+                order_id,
                 entry_id,
                 keys.DISPATCH_GROUP,
                 self.retry_base_ms,
                 self.retry_max_ms,
                 random.random(),
                 self.settings.ride_retention_s,
+                "1" if give_up else "0",
+                "no available driver within the search radius" if give_up else NO_DRIVER_REASON,
             ],
         )
         return Outcome(str(reply[0]))

@@ -12,7 +12,7 @@ for i = 3, #KEYS do
   local id, lng, lat = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local at, speed = tonumber(ARGV[base + 3]), ARGV[base + 4]
   if at == 0 or at > now_ms then at = now_ms end
-  local d = redis.call('HMGET', KEYS[i], 'status', 'ride', 'seen')
+  local d = redis.call('HMGET', KEYS[i], 'status', 'order', 'seen')
   if not d[1] then
     out[#out + 1] = 0
   elseif d[3] and tonumber(d[3]) > at then

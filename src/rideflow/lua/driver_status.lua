@@ -2,7 +2,7 @@
 -- KEYS[1] city pool, [2] city seen set, [3] driver hash
 -- ARGV[1] driver id, [2] 'online' or 'offline', [3] staleness window ms
 -- Returns the driver's hash as a flat field/value list (empty when there is no such driver).
-local d = redis.call('HMGET', KEYS[3], 'status', 'ride', 'lat', 'lng')
+local d = redis.call('HMGET', KEYS[3], 'status', 'order', 'lat', 'lng')
 if not d[1] then return {} end
 redis.call('HSET', KEYS[3], 'status', ARGV[2])
 if ARGV[2] ~= 'online' then

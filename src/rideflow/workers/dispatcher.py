@@ -1,9 +1,10 @@
 """The dispatcher process: reads each city's request stream through a consumer group and matches
-rides with a pool of async workers.
+orders with a pool of async workers, and sweeps the city's offer deadlines.
 
-At-least-once: an entry is acknowledged by the same Lua step that settles its ride, entries a dead
-process held are reclaimed with XAUTOCLAIM once idle, and rides waiting for a driver sit in a retry
-set under a lease, so nothing a crashed dispatcher held is lost.
+At-least-once: an entry is acknowledged by the same Lua step that settles its order, entries a dead
+process held are reclaimed with XAUTOCLAIM once idle, and orders waiting for a driver sit in a retry
+set under a lease, so nothing a crashed dispatcher held is lost. Offer deadlines live in a sorted
+set that every dispatcher sweeps; a lapsed offer sends its order back onto the request stream.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rideflow import keys
+from rideflow.cities import CityMap
 from rideflow.config import Settings
 from rideflow.connections import create_redis
 from rideflow.dispatch.service import Dispatcher
+from rideflow.offers import Offers
 from rideflow.runtime import freeze_startup_objects
 from rideflow.scripts import Scripts
 
@@ -40,6 +43,8 @@ RETRY_POLL_S = 0.05
 ERROR_PAUSE_S = 0.5
 DEAD_CONSUMER_IDLE_MS = 3_600_000
 MAX_DELIVERIES = 5
+SWEEP_LEASE_MS = 2_000
+SWEEP_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,7 @@ class DispatcherWorker:
         )
         self.scripts = Scripts.register(self.redis)
         self.dispatcher = Dispatcher(self.redis, self.scripts, settings)
+        self.offers = Offers(self.redis, self.scripts, settings, CityMap(settings.cities))
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set, then finish queued rides within the grace period."""
@@ -79,7 +85,7 @@ class DispatcherWorker:
         producers = [
             asyncio.create_task(self._guarded(loop, city), name=f"{loop.__name__}:{city}")
             for city in self.cities
-            for loop in (self._read, self._reclaim, self._retries, self._housekeeping)
+            for loop in (self._read, self._reclaim, self._retries, self._sweep, self._housekeeping)
         ]
         workers = [asyncio.create_task(self._work(i)) for i in range(self.concurrency)]
         log.info(
@@ -175,13 +181,28 @@ class DispatcherWorker:
     async def _retries(self, city: str) -> None:
         """Hand rides whose next search is due to the workers."""
         while True:
-            due = await self.scripts.retry_claim(
+            due = await self.scripts.due_claim(
                 keys=[keys.retries(city)], args=[self.settings.retry_lease_ms, self.concurrency]
             )
             for ride_id in due:
                 await self.queue.put(Job(city, ride_id))
             if len(due) < self.concurrency:
                 await asyncio.sleep(RETRY_POLL_S)
+
+    async def _sweep(self, city: str) -> None:
+        """Let offers lapse at their deadline. Claiming a due offer pushes it a lease ahead, so
+        sweepers in other processes skip it, and it comes due again if this one dies."""
+        due_key = keys.offers_due(city)
+        while True:
+            due = await self.scripts.due_claim(keys=[due_key], args=[SWEEP_LEASE_MS, SWEEP_BATCH])
+            for offer_id in due:
+                reply = await self.offers.expire(city, offer_id)
+                if reply[0] == "EXPIRED":
+                    self.counts["lapsed"] += 1
+                    if reply[2] == "offline":
+                        log.info("offer %s lapsed; its driver went offline", offer_id)
+            if len(due) < SWEEP_BATCH:
+                await asyncio.sleep(self.settings.offer_sweep_s)
 
     async def _housekeeping(self, city: str) -> None:
         """Drop stale drivers from the pool; now and then trim the stream."""
@@ -229,7 +250,7 @@ class DispatcherWorker:
                 self.counts[outcome.status] += 1
                 if outcome.driver is not None:
                     log.info(
-                        "Worker %d → Driver %s assigned (ride %s, %.0f m)",
+                        "Worker %d → Driver %s assigned (ride %s, %.0f m, offered)",
                         index,
                         outcome.driver.driver_id,
                         job.ride_id,

@@ -1,0 +1,63 @@
+"""The state machine's steps as routes, the same for rides and deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+
+from rideflow.api.problems import responses
+from rideflow.deps import OrdersDep
+from rideflow.orders import KIND_STEPS, STEPS, Kind, Orders
+from rideflow.schemas import ID_PATTERN, DriverStep
+
+OrderId = Annotated[str, Path(min_length=1, max_length=96, pattern=ID_PATTERN)]
+
+
+def add_steps(
+    router: APIRouter,
+    kind: Kind,
+    view: Callable[[Orders, str], Awaitable[BaseModel]],
+    model: type[BaseModel],
+) -> None:
+    """`POST /{id}/<step>` for each step of `kind`; each answers with the order after the step."""
+    for action in KIND_STEPS[kind]:
+        step = STEPS[action]
+        who = "The driver" if step.by_driver else "The customer"
+        summary = f"{who}: {' or '.join(step.sources)} -> {step.target}"
+        if step.final and step.by_driver:
+            summary += "; the driver returns to the pool"
+        if not step.by_driver:
+            summary = f"Cancel a live {kind}; a driver offered or holding it is freed at once"
+        router.add_api_route(
+            f"/{{order_id}}/{action}",
+            _route(kind, action, view, step.by_driver),
+            methods=["POST"],
+            response_model=model,
+            responses=responses(404, 409, 422),
+            summary=summary,
+            name=f"{kind}_{action.replace('-', '_')}",
+        )
+
+
+def _route(
+    kind: Kind,
+    action: str,
+    view: Callable[[Orders, str], Awaitable[BaseModel]],
+    by_driver: bool,
+) -> Callable[..., Awaitable[BaseModel]]:
+    if by_driver:
+
+        async def driver_step(order_id: OrderId, body: DriverStep, orders: OrdersDep) -> BaseModel:
+            await orders.step(order_id, kind, action, body.driver_id)
+            return await view(orders, order_id)
+
+        return driver_step
+
+    async def customer_step(order_id: OrderId, orders: OrdersDep) -> BaseModel:
+        await orders.step(order_id, kind, action)
+        return await view(orders, order_id)
+
+    return customer_step

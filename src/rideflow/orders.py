@@ -1,0 +1,353 @@
+"""Orders, rides and deliveries alike: acceptance onto the city queue, reads, event history, and
+the steps of the state machine
+
+    QUEUED -> SEARCHING -> OFFERED -> ACCEPTED -> DRIVER_ARRIVING -> PICKED_UP -> COMPLETED
+                                                                             (DELIVERED)
+plus CANCELLED from any live state and NO_DRIVER_FOUND. Dispatchers move an order up to OFFERED,
+the driver's answer to ACCEPTED (see `offers.py`), the driver and the customer the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Literal, cast, get_args
+
+import orjson
+from redis.asyncio import Redis
+
+from rideflow import keys
+from rideflow.cities import CityMap, area_text
+from rideflow.config import City, Settings
+from rideflow.errors import Conflict, NotFound, Unprocessable
+from rideflow.schemas import (
+    DeliveryCreate,
+    DeliveryView,
+    DriverBrief,
+    OrderEvent,
+    OrderStatus,
+    Point,
+    RideCreate,
+    RideView,
+)
+from rideflow.scripts import Scripts
+from rideflow.timefmt import from_us
+
+Kind = Literal["ride", "delivery"]
+IDEMPOTENCY_TTL_S = 86_400
+STATUSES: tuple[str, ...] = get_args(OrderStatus)
+LIVE = ("QUEUED", "SEARCHING", "OFFERED", "ACCEPTED", "DRIVER_ARRIVING", "PICKED_UP")
+HOLDING = ("OFFERED", "ACCEPTED", "DRIVER_ARRIVING", "PICKED_UP")
+"""The statuses in which an order holds its driver."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One move of the state machine that a person makes (not a dispatcher)."""
+
+    target: str
+    sources: tuple[str, ...]
+    final: bool
+    by_driver: bool
+    verb: str
+
+
+STEPS: dict[str, Step] = {
+    "arriving": Step("DRIVER_ARRIVING", ("ACCEPTED",), False, True, "marked arriving"),
+    "picked-up": Step("PICKED_UP", ("DRIVER_ARRIVING",), False, True, "picked up"),
+    "complete": Step("COMPLETED", ("PICKED_UP",), True, True, "completed"),
+    "delivered": Step("DELIVERED", ("PICKED_UP",), True, True, "delivered"),
+    "cancel": Step("CANCELLED", LIVE, True, False, "cancelled"),
+}
+KIND_STEPS: dict[str, tuple[str, ...]] = {
+    "ride": ("arriving", "picked-up", "complete", "cancel"),
+    "delivery": ("arriving", "picked-up", "delivered", "cancel"),
+}
+
+
+def fingerprint(body: object) -> str:
+    """What an idempotency key is bound to: the request it first came with."""
+    return hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]
+
+
+class Orders:
+    """The order store; one instance per process, shared by requests."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, cities: CityMap):
+        self.redis, self.scripts, self.settings, self.cities = redis, scripts, settings, cities
+        self.stale_ms = int(settings.driver_stale_s * 1000)
+        self.deadline_ms: dict[str, int] = {
+            "ride": int(settings.ride_deadline_s * 1000),
+            "delivery": int(settings.delivery_deadline_s * 1000),
+        }
+        self.window_ms: dict[str, int] = {
+            "ride": int(settings.ride_offer_window_s * 1000),
+            "delivery": int(settings.delivery_offer_window_s * 1000),
+        }
+
+    def city_of_pickup(self, pickup: Point, field: str = "pickup") -> City:
+        """The city whose service area holds the pickup, or a 422 that lists the areas."""
+        city = self.cities.locate(pickup.lat, pickup.lng)
+        if city is None:
+            areas = "; ".join(area_text(c) for c in self.cities)
+            raise Unprocessable(
+                f"{pickup.lat}, {pickup.lng} is outside every service area ({areas})", field=field
+            )
+        return city
+
+    async def enqueue(
+        self,
+        city: str,
+        kind: Kind,
+        fields: dict[str, str | int | float],
+        *,
+        idempotency: tuple[str, str] | None = None,
+        direct: bool = False,
+        replaces: str = "",
+    ) -> tuple[int, str]:
+        """Store an order and queue it (or, `direct`, leave it to the caller to dispatch now) in
+        one round trip. `idempotency` is (key, fingerprint); `replaces` names an earlier order
+        that key may be moved off. Returns the script's (outcome, order id)."""
+        order_id = f"{city}-{uuid.uuid4().hex}"
+        script_keys = [
+            keys.order(city, order_id),
+            keys.requests(city),
+            keys.order_events(city, order_id),
+            keys.city_events(city),
+            keys.retries(city),
+        ]
+        key, print_ = idempotency if idempotency else ("", "")
+        if idempotency:
+            script_keys.append(key)
+        args: list[str | int | float] = [
+            order_id,
+            self.deadline_ms[kind],
+            "direct" if direct else "queue",
+            self.settings.retry_lease_ms,
+            IDEMPOTENCY_TTL_S,
+            print_,
+            replaces,
+            "kind",
+            kind,
+            "window_ms",
+            self.window_ms[kind],
+        ]
+        for name, value in fields.items():
+            args.extend((name, value))
+        outcome, stored = await self.scripts.order_enqueue(keys=script_keys, args=args)
+        return int(outcome), str(stored)
+
+    async def create_ride(
+        self, body: RideCreate, idempotency_key: str | None = None
+    ) -> tuple[str, str]:
+        """Queue a ride; returns (ride id, city code). The same `Idempotency-Key` from the same
+        rider returns the first ride; reused for a different request it is a conflict."""
+        city = self.city_of_pickup(body.pickup)
+        p, d = body.pickup, body.dropoff
+        fields: dict[str, str | int | float] = {
+            "customer": body.rider_id,
+            "pickup": f"{p.lat},{p.lng}",
+            "dropoff": f"{d.lat},{d.lng}",
+            "strategy": body.strategy or city.strategy,
+        }
+        idem = None
+        if idempotency_key is not None:
+            key = keys.idempotency(city.code, body.rider_id, idempotency_key)
+            idem = (key, fingerprint(body.model_dump()))
+        outcome, ride_id = await self.enqueue(city.code, "ride", fields, idempotency=idem)
+        if outcome == -1:
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} was already used for a different request "
+                f"(ride {ride_id})"
+            )
+        return ride_id, city.code
+
+    async def create_delivery(
+        self, body: DeliveryCreate, idempotency_key: str | None = None
+    ) -> tuple[str, str]:
+        """Queue a delivery; returns (delivery id, city code); idempotent like rides."""
+        city = self.city_of_pickup(body.pickup)
+        fields = delivery_fields(body.pickup, body.dropoff, body.strategy or city.strategy)
+        fields["customer"] = body.customer_id
+        if body.order_id:
+            fields["ext_order"] = body.order_id
+        if body.restaurant_id:
+            fields["restaurant"] = body.restaurant_id
+        if body.radius_km:
+            fields["radius_m"] = body.radius_km * 1000
+        if body.timeout_sec:
+            fields["window_ms"] = body.timeout_sec * 1000
+        idem = None
+        if idempotency_key is not None:
+            key = keys.idempotency(city.code, body.customer_id, idempotency_key)
+            idem = (key, fingerprint(body.model_dump()))
+        outcome, delivery_id = await self.enqueue(city.code, "delivery", fields, idempotency=idem)
+        if outcome == -1:
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} was already used for a different request "
+                f"(delivery {delivery_id})"
+            )
+        return delivery_id, city.code
+
+    def city_of(self, order_id: str, kind: Kind) -> str:
+        """The city code an order id carries, or a 404."""
+        code = order_id.partition("-")[0]
+        if self.cities.get(code) is None:
+            raise NotFound(f"no {kind} with id {order_id!r}")
+        return code
+
+    async def read(self, order_id: str, kind: Kind) -> tuple[str, dict[str, str]]:
+        """(city, the order's hash) of an order of this kind, or a 404."""
+        city = self.city_of(order_id, kind)
+        h = cast(dict[str, str], await self.redis.hgetall(keys.order(city, order_id)))
+        if h.get("kind") != kind:
+            raise NotFound(f"no {kind} with id {order_id!r}")
+        return city, h
+
+    async def _common(self, city: str, h: dict[str, str]) -> dict[str, object]:
+        driver = None
+        if h.get("driver"):
+            profile = await self.redis.hmget(
+                keys.driver(city, h["driver"]), ["name", "rating", "vehicle"]
+            )
+            name, rating, vehicle = cast(list[str | None], profile)
+            driver = DriverBrief(
+                id=h["driver"], name=name or "", rating=float(rating or 0), vehicle=vehicle or ""
+            )
+        return {
+            "city": city,
+            "status": h["status"],
+            "strategy": h.get("strategy", "nearest"),
+            "pickup": point(h["pickup"]),
+            "dropoff": point(h["dropoff"]) if h.get("dropoff") else None,
+            "driver": driver,
+            "offer_id": h.get("offer") or None,
+            "pickup_distance_m": float(h["pickup_m"]) if h.get("pickup_m") else None,
+            "attempts": int(h.get("attempts", 0)),
+            "offers": int(h.get("offers", 0)),
+            "reason": h.get("reason"),
+            "created_at": from_us(h["t_QUEUED"]),
+            "transitions": {s: from_us(h[f"t_{s}"]) for s in STATUSES if f"t_{s}" in h},
+        }
+
+    async def ride(self, ride_id: str) -> RideView:
+        """A ride with its driver and the time of each transition."""
+        city, h = await self.read(ride_id, "ride")
+        common = await self._common(city, h)
+        return RideView.model_validate({**common, "ride_id": ride_id, "rider_id": h["customer"]})
+
+    async def delivery(self, delivery_id: str) -> DeliveryView:
+        """A delivery with its driver and the time of each transition."""
+        city, h = await self.read(delivery_id, "delivery")
+        common = await self._common(city, h)
+        return DeliveryView.model_validate(
+            {
+                **common,
+                "delivery_id": delivery_id,
+                "customer_id": h["customer"],
+                "order_id": h.get("ext_order"),
+                "restaurant_id": h.get("restaurant"),
+            }
+        )
+
+    async def events(self, order_id: str, kind: Kind, after: str | None = None) -> list[OrderEvent]:
+        """An order's transitions in order, or only those after the event id `after`."""
+        city = self.city_of(order_id, kind)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.order(city, order_id), "kind")
+            pipe.xrange(keys.order_events(city, order_id), min=f"({after}" if after else "-")
+            stored_kind, entries = await pipe.execute()
+        if stored_kind != kind:
+            raise NotFound(f"no {kind} with id {order_id!r}")
+        return [
+            OrderEvent(
+                id=event_id,
+                status=f["status"],
+                at=from_us(f["at"]),
+                driver_id=f.get("driver") or None,
+                offer_id=f.get("offer") or None,
+                pickup_distance_m=float(f["pickup_m"]) if f.get("pickup_m") else None,
+                reason=f.get("reason"),
+            )
+            for event_id, f in entries
+        ]
+
+    async def step(
+        self, order_id: str, kind: Kind, action: str, driver_id: str | None = None
+    ) -> None:
+        """Make one step of the state machine; an illegal one is a 409 that says why.
+
+        Driver steps name the driver, who must be the order's. A final step (complete,
+        delivered, cancel) frees the driver at once, withdrawing a pending offer."""
+        step = STEPS[action]
+        city = self.city_of(order_id, kind)
+        order_key = keys.order(city, order_id)
+        # The driver can change between our read and the script (a dispatcher offering the order,
+        # a driver rejecting it): the script refuses then, and we read again.
+        for _ in range(5):
+            reply = await self.redis.hmget(order_key, ["status", "driver", "offer", "kind"])
+            status, driver, offer, stored_kind = cast(list[str | None], reply)
+            if status is None or stored_kind != kind:
+                raise NotFound(f"no {kind} with id {order_id!r}")
+            script_keys = [
+                order_key,
+                keys.pool(city),
+                keys.seen(city),
+                keys.retries(city),
+                keys.order_events(city, order_id),
+                keys.city_events(city),
+                keys.excluded(city, order_id),
+            ]
+            if driver:
+                script_keys += [
+                    keys.driver(city, driver),
+                    keys.lease(city, driver),
+                    keys.offer(city, offer or "none"),
+                    keys.offers_due(city),
+                ]
+            outcome = await self.scripts.order_transition(
+                keys=script_keys,
+                args=[
+                    order_id,
+                    step.target,
+                    ",".join(step.sources),
+                    driver or "",
+                    offer or "",
+                    (driver_id or "") if step.by_driver else "",
+                    "1" if step.final else "0",
+                    self.stale_ms,
+                    self.settings.ride_retention_s,
+                ],
+            )
+            if outcome[0] == "OK":
+                return
+            if outcome[0] == "ILLEGAL":
+                raise Conflict(
+                    f"{kind} {order_id} is {outcome[1]}; only a {kind} that is "
+                    f"{' or '.join(step.sources)} can be {step.verb}"
+                )
+            if outcome[0] == "NOT_YOURS":
+                holder = outcome[1] or "no driver"
+                raise Conflict(f"{kind} {order_id} is held by {holder}, not by {driver_id}")
+            if outcome[0] == "GONE":
+                raise NotFound(f"no {kind} with id {order_id!r}")
+        raise Conflict(f"{kind} {order_id} kept changing while being {step.verb}; retry")
+
+
+def delivery_fields(
+    pickup: Point, dropoff: Point | None, strategy: str
+) -> dict[str, str | int | float]:
+    """The hash fields every delivery has."""
+    fields: dict[str, str | int | float] = {
+        "pickup": f"{pickup.lat},{pickup.lng}",
+        "strategy": strategy,
+    }
+    if dropoff is not None:
+        fields["dropoff"] = f"{dropoff.lat},{dropoff.lng}"
+    return fields
+
+
+def point(text: str) -> Point:
+    """A point from its 'lat,lng' form in Redis."""
+    lat, _, lng = text.partition(",")
+    return Point(lat=float(lat), lng=float(lng))

@@ -1,0 +1,280 @@
+"""Offers through real API and dispatcher processes: accept, reject, lapse, fencing tokens, the
+order state machine, and the seed's race of two orders for one driver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+from rideflow import keys
+from rideflow.config import Settings
+from tests.conftest import BLR, offset
+from tests.fleet import (
+    add_driver,
+    answer,
+    finish,
+    pending_offer,
+    request_ride,
+    take,
+    wait_for_status,
+)
+from tests.servers import Service, eventually
+
+
+async def events_of(c: httpx.AsyncClient, ride_id: str) -> list[dict[str, Any]]:
+    r = await c.get(f"/v1/rides/{ride_id}/events")
+    assert r.status_code == 200, r.text
+    events: list[dict[str, Any]] = r.json()["events"]
+    return events
+
+
+async def test_an_offer_is_accepted_only_by_its_driver_with_its_token(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    api = services("api", settings)
+    services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "near", offset(*BLR, north_m=300))
+        await add_driver(c, "other", offset(*BLR, north_m=2500))
+        ride_id = await request_ride(c, BLR)
+        ride = await wait_for_status(c, ride_id, {"OFFERED"})
+        assert ride["driver"]["id"] == "near" and ride["offer_id"]
+
+        offer = await pending_offer(c, "near")
+        assert offer is not None and offer["offer_id"] == ride["offer_id"]
+        assert offer["order_id"] == ride_id and offer["kind"] == "ride"
+        assert offer["status"] == "PENDING" and offer["token"] >= 1
+        assert await pending_offer(c, "other") is None
+        driver = (await c.get("/v1/drivers/near")).json()
+        assert driver["order_id"] == ride_id and driver["offer_id"] == offer["offer_id"]
+        # The lease is held with the offer's token, for the window and its grace.
+        lease = await redis.get(keys.lease("blr", "near"))
+        assert lease == f"{offer['token']}|{ride_id}|{offer['offer_id']}"
+        ttl = await redis.pttl(keys.lease("blr", "near"))
+        window = settings.ride_offer_window_s * 1000 + settings.offer_lease_grace_ms
+        assert 0 < ttl <= window
+
+        wrong_token = await answer(c, offer, token=offer["token"] + 1)
+        assert wrong_token.status_code == 409 and "fencing token" in wrong_token.json()["detail"]
+        not_theirs = await answer(c, offer, driver_id="other")
+        assert not_theirs.status_code == 409 and "made to driver near" in not_theirs.text
+        assert (await c.get(f"/v1/rides/{ride_id}")).json()["status"] == "OFFERED"
+
+        accepted = await answer(c, offer)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["status"] == "ACCEPTED"
+        assert accepted.json()["order_status"] == "ACCEPTED"
+        again = await answer(c, offer)
+        assert again.status_code == 409 and "already ACCEPTED" in again.json()["detail"]
+        assert await redis.exists(keys.lease("blr", "near")) == 0
+        assert await redis.zcard(keys.offers_due("blr")) == 0
+
+        # Driver steps: in order, by the order's driver only.
+        skip = await c.post(f"/v1/rides/{ride_id}/picked-up", json={"driver_id": "near"})
+        assert skip.status_code == 409 and "only a ride that is DRIVER_ARRIVING" in skip.text
+        stranger = await c.post(f"/v1/rides/{ride_id}/arriving", json={"driver_id": "other"})
+        assert stranger.status_code == 409 and "held by near" in stranger.text
+        done = await finish(c, ride_id)
+        assert done["status"] == "COMPLETED"
+        assert list(done["transitions"]) == [
+            "QUEUED",
+            "SEARCHING",
+            "OFFERED",
+            "ACCEPTED",
+            "DRIVER_ARRIVING",
+            "PICKED_UP",
+            "COMPLETED",
+        ]
+        late_cancel = await c.post(f"/v1/rides/{ride_id}/cancel")
+        assert late_cancel.status_code == 409 and "is COMPLETED" in late_cancel.text
+        statuses = [e["status"] for e in await events_of(c, ride_id)]
+        assert statuses == list(done["transitions"])
+
+        # Back in the pool: the next ride is offered to them again.
+        second = await wait_for_status(c, await request_ride(c, BLR, "r2"), {"OFFERED"})
+        assert second["driver"]["id"] == "near"
+
+
+async def test_a_rejection_moves_on_at_once_and_frees_the_driver_for_the_next_order(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    api = services("api", settings.model_copy(update={"ride_deadline_s": 30.0}))
+    services("dispatcher", settings.model_copy(update={"ride_deadline_s": 30.0}))
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "a", offset(*BLR, north_m=200))
+        await add_driver(c, "b", offset(*BLR, north_m=1500))
+        ride_id = await request_ride(c, BLR)
+        await wait_for_status(c, ride_id, {"OFFERED"})
+        offer = await pending_offer(c, "a")
+        assert offer is not None
+        rejected = await answer(c, offer, "reject")
+        assert rejected.status_code == 200 and rejected.json()["status"] == "REJECTED"
+
+        ride = await wait_for_status(c, ride_id, {"OFFERED"})
+        assert ride["driver"]["id"] == "b"  # the next-ranked driver
+        assert await redis.sismember(keys.excluded("blr", ride_id), "a")
+        events = await events_of(c, ride_id)
+        assert [e["status"] for e in events] == [
+            "QUEUED",
+            "SEARCHING",
+            "OFFERED",
+            "SEARCHING",
+            "OFFERED",
+        ]
+        assert events[3]["driver_id"] == "a" and "rejected" in events[3]["reason"]
+        assert (await answer(c, offer, "accept")).status_code == 409  # answered already
+
+        # The rejected driver is free at once: the next order goes to them.
+        second_id = await request_ride(c, BLR, "r2")
+        second = await wait_for_status(c, second_id, {"OFFERED"})
+        assert second["driver"]["id"] == "a"
+        offered_at = (await events_of(c, second_id))[-1]["at"]
+        assert offered_at > events[3]["at"]
+
+        # b rejects too: nobody else is near, and a (busy now, and excluded) is never offered it.
+        offer_b = await pending_offer(c, "b")
+        assert offer_b is not None
+        assert (await answer(c, offer_b, "reject")).status_code == 200
+        assert (await take(c, second_id))["status"] == "ACCEPTED"
+        await finish(c, second_id)
+        # a is free again, but excluded from the first ride: its searches pass them over.
+        searched = (await c.get(f"/v1/rides/{ride_id}")).json()["attempts"]
+        await eventually(lambda: _attempts_beyond(c, ride_id, searched + 1), 10, "two searches")
+        again = (await c.get(f"/v1/rides/{ride_id}")).json()
+        assert again["status"] == "SEARCHING" and again["driver"] is None
+        assert await pending_offer(c, "a") is None
+
+
+async def _attempts_beyond(c: httpx.AsyncClient, ride_id: str, n: int) -> bool:
+    return bool((await c.get(f"/v1/rides/{ride_id}")).json()["attempts"] > n)
+
+
+async def test_an_unanswered_offer_lapses_and_the_next_driver_is_offered(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    settings = settings.model_copy(update={"ride_offer_window_s": 0.5, "ride_deadline_s": 30.0})
+    api = services("api", settings)
+    first = services("dispatcher", settings, name="dispatcher-a")
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "sleepy", offset(*BLR, north_m=200))
+        await add_driver(c, "awake", offset(*BLR, north_m=900))
+        ride_id = await request_ride(c, BLR)
+        await wait_for_status(c, ride_id, {"OFFERED"})
+        offer = await pending_offer(c, "sleepy")
+        assert offer is not None
+        # The dispatcher that made the offer dies; another sweeps its deadline.
+        first.kill9()
+        services("dispatcher", settings, name="dispatcher-b")
+        await eventually(lambda: _offered_to(c, ride_id, "awake"), 20, "the next driver's offer")
+
+        lapsed = (await c.get(f"/v1/offers/{offer['offer_id']}")).json()
+        assert lapsed["status"] == "EXPIRED"
+        events = await events_of(c, ride_id)
+        back = next(e for e in events if e["status"] == "SEARCHING" and e["driver_id"])
+        assert back["driver_id"] == "sleepy" and "lapsed" in back["reason"]
+        assert back["at"] >= offer["expires_at"]  # never before the deadline
+        late = await answer(c, offer)
+        assert late.status_code == 409 and "already EXPIRED" in late.json()["detail"]
+        sleepy = (await c.get("/v1/drivers/sleepy")).json()
+        assert sleepy["order_id"] is None and sleepy["status"] == "online"
+        assert await redis.hget(keys.driver("blr", "sleepy"), "lapses") == "1"
+        assert await redis.exists(keys.lease("blr", "sleepy")) == 0
+
+
+async def test_a_driver_who_lets_three_offers_lapse_in_a_row_goes_offline(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    settings = settings.model_copy(update={"ride_offer_window_s": 0.3, "ride_deadline_s": 30.0})
+    api = services("api", settings)
+    services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "ghost", offset(*BLR, north_m=200))
+        rides = []
+        for n in range(3):
+            ride_id = await request_ride(c, BLR, f"r{n}")
+            rides.append(ride_id)
+            await wait_for_status(c, ride_id, {"OFFERED"})
+            # Excluded from this ride now; the lapse puts the driver back for the next one.
+            await eventually(lambda: _not_offered(c, ride_id), 10, "the offer to lapse")
+        ghost = (await c.get("/v1/drivers/ghost")).json()
+        assert ghost["status"] == "offline" and ghost["order_id"] is None
+        assert await redis.zscore(keys.pool("blr"), "ghost") is None
+        assert await redis.hget(keys.driver("blr", "ghost"), "lapses") == "0"
+        # A fourth ride finds nobody.
+        fourth = await request_ride(c, BLR, "r3")
+        await eventually(lambda: _attempts_beyond(c, fourth, 1), 10, "two searches")
+        assert await pending_offer(c, "ghost") is None
+        ride = (await c.get(f"/v1/rides/{fourth}")).json()
+        assert ride["status"] in {"QUEUED", "SEARCHING"}
+
+
+async def _offered_to(c: httpx.AsyncClient, ride_id: str, driver: str) -> bool:
+    ride = (await c.get(f"/v1/rides/{ride_id}")).json()
+    return bool(ride["status"] == "OFFERED" and ride["driver"]["id"] == driver)
+
+
+async def _not_offered(c: httpx.AsyncClient, ride_id: str) -> bool:
+    return bool((await c.get(f"/v1/rides/{ride_id}")).json()["status"] != "OFFERED")
+
+
+async def test_cancelling_an_offered_ride_withdraws_the_offer_and_frees_the_driver(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    api = services("api", settings)
+    services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "d", offset(*BLR, north_m=200))
+        ride_id = await request_ride(c, BLR)
+        await wait_for_status(c, ride_id, {"OFFERED"})
+        offer = await pending_offer(c, "d")
+        assert offer is not None
+        cancelled = await c.post(f"/v1/rides/{ride_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+        assert (await c.get(f"/v1/offers/{offer['offer_id']}")).json()["status"] == "WITHDRAWN"
+        refused = await answer(c, offer)
+        assert refused.status_code == 409 and "WITHDRAWN" in refused.text
+        assert await redis.exists(keys.lease("blr", "d")) == 0
+        assert await redis.zcard(keys.offers_due("blr")) == 0
+        assert (await c.get("/v1/drivers/d")).json()["order_id"] is None
+        assert await redis.zscore(keys.pool("blr"), "d") is not None
+
+        # Cancelling an accepted ride frees the driver as well.
+        second = await request_ride(c, BLR, "r2")
+        assert (await take(c, second))["status"] == "ACCEPTED"
+        assert (await c.post(f"/v1/rides/{second}/cancel")).json()["status"] == "CANCELLED"
+        assert await redis.zscore(keys.pool("blr"), "d") is not None
+
+
+async def test_the_seed_race_two_orders_one_driver(
+    settings: Settings, services: Callable[..., Service]
+) -> None:
+    """Two orders at once and one available driver nearby: exactly one is offered to them, the
+    other to the next driver."""
+    api = services("api", settings)
+    services("dispatcher", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "D4", offset(*BLR, north_m=820))
+        await add_driver(c, "D2", offset(*BLR, north_m=-1240))
+        ids = await asyncio.gather(
+            request_ride(c, BLR, "rider-a"), request_ride(c, BLR, "rider-b")
+        )
+        rides = [await wait_for_status(c, i, {"OFFERED"}) for i in ids]
+    assert sorted(r["driver"]["id"] for r in rides) == ["D2", "D4"]
+
+
+async def test_offer_ids_tokens_and_bodies_are_validated(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/offers/blr-x-y/accept", json={"driver_id": "d", "token": 1})
+    assert r.status_code == 404
+    r = await client.post("/v1/offers/nowhere-x-y/accept", json={"driver_id": "d", "token": 1})
+    assert r.status_code == 404
+    r = await client.post("/v1/offers/blr-x-y/accept", json={"driver_id": "d", "token": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "token"
+    r = await client.post("/v1/offers/blr-x-y/reject", json={"token": 3})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "driver_id"
+    r = await client.post("/v1/offers/bad id/accept", json={"driver_id": "d", "token": 3})
+    assert r.status_code in (404, 422)
+    assert (await client.get("/v1/drivers/nobody/offers")).status_code == 404
