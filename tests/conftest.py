@@ -54,6 +54,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         "redis_url": url,
         "rate_limit_enabled": False,
         "ride_deadline_s": 3.0,
+        "delivery_deadline_s": 3.0,
         "retry_base_s": 0.1,
         "retry_max_s": 0.5,
         "claim_idle_ms": 1000,

@@ -25,18 +25,26 @@ async def test_clean_state_passes_and_breaches_are_reported(
     assert await audit(redis, ["blr"]) == []
 
     # Forge what a double-assignment bug would leave behind.
-    await redis.hset(keys.ride("blr", r1), mapping={"status": "ASSIGNED", "driver": "d1"})
-    await redis.hset(keys.ride("blr", r2), mapping={"status": "ASSIGNED", "driver": "d1"})
-    await redis.hset(keys.driver("blr", "d1"), "ride", r1)
-    await redis.hset(keys.driver("blr", "d2"), "ride", r1)
-    await redis.hset(keys.ride("blr", "odd"), mapping={"status": "LIMBO"})
+    await redis.hset(keys.order("blr", r1), mapping={"status": "ACCEPTED", "driver": "d1"})
+    await redis.hset(keys.order("blr", r2), mapping={"status": "PICKED_UP", "driver": "d1"})
+    await redis.hset(keys.driver("blr", "d1"), "order", r1)
+    await redis.hset(keys.driver("blr", "d2"), "order", r1)
+    await redis.hset(keys.order("blr", "odd"), mapping={"status": "LIMBO"})
+    await redis.hset(keys.order("blr", "lost"), mapping={"status": "DRIVER_ARRIVING"})
+    # An offer nobody swept: pending past its deadline, its lease still held.
+    now_s, _ = await redis.time()
+    await redis.zadd(keys.offers_due("blr"), {f"{r2}-late": (now_s - 5) * 1000})
+    await redis.set(keys.lease("blr", "d3"), f"7|{r2}|{r2}-late")
     found = "\n".join(await audit(redis, ["blr"]))
-    assert "driver d1 is assigned 2 rides" in found
-    assert f"ride {r1} is held by 2 drivers" in found
-    assert f"driver d2 holds ride {r1}, which is ASSIGNED with driver d1" in found
-    assert f"ride {r2} names driver d1, who does not hold it" in found
-    assert "driver d1 holds ride" in found and "available pool" in found
-    assert "ride odd is in no known state ('LIMBO')" in found
+    assert "driver d1 has 2 active orders" in found
+    assert f"order {r1} is held by 2 drivers" in found
+    assert f"driver d2 holds order {r1}, which is ACCEPTED with driver d1" in found
+    assert f"order {r2} names driver d1, who does not hold it" in found
+    assert "driver d1 holds order" in found and "available pool" in found
+    assert "order odd is in no known state ('LIMBO')" in found
+    assert "order lost is DRIVER_ARRIVING with no driver" in found
+    assert f"offer {r2}-late is still pending" in found and "after its deadline" in found
+    assert f"driver d3 still holds a lease for offer {r2}-late" in found
 
 
 def test_the_command_exits_1_on_a_breach_and_0_when_clean(settings: Settings) -> None:
@@ -57,8 +65,8 @@ def test_the_command_exits_1_on_a_breach_and_0_when_clean(settings: Settings) ->
     done = run()
     assert done.returncode == 0 and "audit: clean" in done.stdout, done.stdout + done.stderr
     client = sync_redis.Redis.from_url(settings.redis_url or "")
-    client.hset(keys.ride("blr", "x"), mapping={"status": "ASSIGNED", "driver": "ghost"})
+    client.hset(keys.order("blr", "x"), mapping={"status": "ACCEPTED", "driver": "ghost"})
     client.close()
     done = run()
     assert done.returncode == 1
-    assert "ride x names driver ghost, who does not hold it" in done.stdout
+    assert "order x names driver ghost, who does not hold it" in done.stdout

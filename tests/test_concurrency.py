@@ -22,7 +22,8 @@ from tests.fleet import add_drivers
 from tests.servers import Service, wait_until
 
 LIVE = {"QUEUED", "SEARCHING"}
-FINAL = {"ASSIGNED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
+SETTLED = {"OFFERED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
+"""Where a ride rests when nobody answers offers (the window outlasts these tests)."""
 
 
 def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
@@ -58,20 +59,20 @@ async def post_rides(c: httpx.AsyncClient, pickups: list[tuple[float, float]]) -
 async def rides_state(redis: Redis, ride_ids: list[str]) -> list[dict[str, Any]]:
     async with redis.pipeline(transaction=False) as pipe:
         for ride_id in ride_ids:
-            await pipe.hgetall(keys.ride("blr", ride_id))
+            await pipe.hgetall(keys.order("blr", ride_id))
         return list(await pipe.execute())
 
 
 async def assert_one_driver_one_ride(redis: Redis, rides: list[dict[str, Any]]) -> Counter[str]:
-    """No driver holds two rides, every assigned ride names one driver, and each such driver
+    """No driver holds two rides, every offered ride names one driver, and each such driver
     points back at that ride."""
-    assigned = [r for r in rides if r["status"] == "ASSIGNED"]
+    assigned = [r for r in rides if r["status"] == "OFFERED"]
     by_driver = Counter(r["driver"] for r in assigned)
     twice = {d: n for d, n in by_driver.items() if n > 1}
     assert not twice, f"drivers assigned twice: {twice}"
     async with redis.pipeline(transaction=False) as pipe:
         for r in assigned:
-            await pipe.hget(keys.driver("blr", r["driver"]), "ride")
+            await pipe.hget(keys.driver("blr", r["driver"]), "order")
         held = await pipe.execute()
     assert held == [r["id"] for r in assigned]
     return Counter(r["status"] for r in rides)
@@ -82,7 +83,7 @@ async def all_final(redis: Redis, ride_ids: list[str], within: float) -> list[di
     while True:
         rides = await rides_state(redis, ride_ids)
         assert all(rides), "a ride was lost"
-        if all(r["status"] in FINAL for r in rides):
+        if all(r["status"] in SETTLED for r in rides):
             return rides
         pending = Counter(r["status"] for r in rides if r["status"] in LIVE)
         assert asyncio.get_running_loop().time() < deadline, f"rides still live: {pending}"
@@ -105,7 +106,7 @@ async def test_thousand_rides_for_hundred_drivers_two_dispatchers(
     assert len(set(ride_ids)) == 1000
     rides = await all_final(redis, ride_ids, within=30)
     statuses = await assert_one_driver_one_ride(redis, rides)
-    assert statuses["ASSIGNED"] == 100, statuses
+    assert statuses["OFFERED"] == 100, statuses
     assert statuses["NO_DRIVER_FOUND"] == 900, statuses
     assert await redis.zcard(keys.pool("blr")) == 0
     assert await audit(redis, ["blr"]) == []
@@ -151,7 +152,7 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
     second = services("dispatcher", settings, name="successor", concurrency=8)
     rides = await all_final(redis, ride_ids, within=60)
     statuses = await assert_one_driver_one_ride(redis, rides)
-    assert statuses["ASSIGNED"] == n, statuses
+    assert statuses["OFFERED"] == n, statuses
     assert await audit(redis, ["blr"]) == []
     assert second.stop() == 0
     assert "reclaimed=" in second.output()

@@ -11,7 +11,7 @@ import httpx
 
 from rideflow.config import Settings
 from tests.conftest import BLR, offset
-from tests.fleet import add_driver, request_ride, wait_for_status
+from tests.fleet import add_driver, finish, request_ride, take, wait_for_status
 from tests.servers import Service, eventually, wait_until
 
 SEED_BODY = b"""{
@@ -37,47 +37,55 @@ async def test_nearest_eligible_driver_is_assigned_and_ineligible_never(
         await add_driver(c, "near", offset(*BLR, north_m=-800))
         await add_driver(c, "next", offset(*BLR, east_m=-1500))
 
-        first = await wait_for_status(c, await request_ride(c, BLR), {"ASSIGNED"})
+        first = await wait_for_status(c, await request_ride(c, BLR), {"OFFERED"})
         assert first["driver"]["id"] == "near"
         assert 780 < first["pickup_distance_m"] < 820
-        assert list(first["transitions"]) == ["QUEUED", "SEARCHING", "ASSIGNED"]
+        assert list(first["transitions"]) == ["QUEUED", "SEARCHING", "OFFERED"]
+        await take(c, first["ride_id"])
 
-        second = await wait_for_status(c, await request_ride(c, BLR, "rider-2"), {"ASSIGNED"})
+        second = await wait_for_status(c, await request_ride(c, BLR, "rider-2"), {"OFFERED"})
         assert second["driver"]["id"] == "next"
 
         # Only ineligible drivers are left: stale, offline, out of radius.
         third = await wait_for_status(
-            c, await request_ride(c, BLR, "rider-3"), {"ASSIGNED", "NO_DRIVER_FOUND"}
+            c, await request_ride(c, BLR, "rider-3"), {"OFFERED", "NO_DRIVER_FOUND"}
         )
         assert third["status"] == "NO_DRIVER_FOUND" and third["driver"] is None
         assert third["attempts"] >= 2  # searched again with backoff until the deadline
 
         # A completed ride gives its driver back to the pool.
-        r = await c.post(f"/v1/rides/{first['ride_id']}/complete")
-        assert r.status_code == 200 and r.json()["status"] == "COMPLETED"
-        fourth = await wait_for_status(c, await request_ride(c, BLR, "rider-4"), {"ASSIGNED"})
+        assert (await finish(c, first["ride_id"]))["status"] == "COMPLETED"
+        fourth = await wait_for_status(c, await request_ride(c, BLR, "rider-4"), {"OFFERED"})
         assert fourth["driver"]["id"] == "near"
 
         # Every transition is in the ride's own event stream, in order, resumable.
         events = (await c.get(f"/v1/rides/{first['ride_id']}/events")).json()["events"]
-        assert [e["status"] for e in events] == ["QUEUED", "SEARCHING", "ASSIGNED", "COMPLETED"]
+        assert [e["status"] for e in events] == [
+            "QUEUED",
+            "SEARCHING",
+            "OFFERED",
+            "ACCEPTED",
+            "DRIVER_ARRIVING",
+            "PICKED_UP",
+            "COMPLETED",
+        ]
         assert events[2]["driver_id"] == "near" and events[2]["pickup_distance_m"] > 780
         assert [e["at"] for e in events] == sorted(e["at"] for e in events)
         later = await c.get(
             f"/v1/rides/{first['ride_id']}/events", params={"after": events[1]["id"]}
         )
-        assert [e["status"] for e in later.json()["events"]] == ["ASSIGNED", "COMPLETED"]
+        assert [e["status"] for e in later.json()["events"]][:2] == ["OFFERED", "ACCEPTED"]
         third_events = (await c.get(f"/v1/rides/{third['ride_id']}/events")).json()["events"]
         assert third_events[-1]["status"] == "NO_DRIVER_FOUND" and third_events[-1]["reason"]
         assert (await c.get("/v1/rides/blr-nope/events")).status_code == 404
         bad = await c.get(f"/v1/rides/{first['ride_id']}/events", params={"after": "x"})
         assert bad.status_code == 422
 
-        # Cancelling an assigned ride frees its driver at once.
+        # Cancelling an offered ride frees its driver at once.
         r = await c.post(f"/v1/rides/{fourth['ride_id']}/cancel")
         assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
-        assert (await c.get("/v1/drivers/near")).json()["ride_id"] is None
-        fifth = await wait_for_status(c, await request_ride(c, BLR, "rider-5"), {"ASSIGNED"})
+        assert (await c.get("/v1/drivers/near")).json()["order_id"] is None
+        fifth = await wait_for_status(c, await request_ride(c, BLR, "rider-5"), {"OFFERED"})
         assert fifth["driver"]["id"] == "near"
 
 
@@ -94,7 +102,7 @@ async def test_seed_request_exactly_as_written(
         assert r.status_code == 202, r.text
         body = r.json()
         assert body["message"] == "Ride queued successfully"
-        ride = await wait_for_status(c, body["ride_id"], {"ASSIGNED"})
+        ride = await wait_for_status(c, body["ride_id"], {"OFFERED"})
         assert ride["rider_id"] == "1" and ride["driver"]["id"] == "4821"
         assert ride["pickup"] == {"lat": 12.97, "lng": 77.59}
         assert ride["dropoff"] == {"lat": 13.01, "lng": 77.60}
@@ -138,13 +146,13 @@ async def test_a_ride_queued_past_its_deadline_is_not_matched(
         await add_driver(c, "idle", BLR)
         ride_id = await request_ride(c, BLR)
         # No dispatcher runs yet: wait out the deadline, measured on Redis' clock.
-        created = int(await redis.hget(f"rf:{{blr}}:ride:{ride_id}", "deadline"))
+        created = int(await redis.hget(f"rf:{{blr}}:order:{ride_id}", "deadline"))
         await eventually(lambda: redis_now_us(redis, created), 5, "the deadline to pass")
         services("dispatcher", settings)
-        ride = await wait_for_status(c, ride_id, {"ASSIGNED", "NO_DRIVER_FOUND"})
+        ride = await wait_for_status(c, ride_id, {"OFFERED", "NO_DRIVER_FOUND"})
     assert ride["status"] == "NO_DRIVER_FOUND"
     assert "past its deadline" in ride["reason"]
-    assert await redis.hget("rf:{blr}:driver:idle", "ride") == ""
+    assert await redis.hget("rf:{blr}:driver:idle", "order") == ""
 
 
 async def redis_now_us(redis: Any, beyond: int) -> bool:
@@ -160,7 +168,7 @@ async def test_poison_entries_go_to_the_dead_letter_stream(
     dispatcher = services("dispatcher", settings)
     stream = "rf:{blr}:requests"
     await redis.xadd(stream, {"junk": "1"})  # names no ride
-    await redis.set("rf:{blr}:ride:blr-broken", "not a hash")  # every script on it fails
+    await redis.set("rf:{blr}:order:blr-broken", "not a hash")  # every script on it fails
     await redis.xadd(stream, {"ride": "blr-broken"})
     dead = "rf:{blr}:requests:dead"
     await eventually(lambda: _has_entries(redis, dead, 2), 20, "two dead-lettered entries")
@@ -171,7 +179,7 @@ async def test_poison_entries_go_to_the_dead_letter_stream(
     # The dispatcher is still at work.
     async with httpx.AsyncClient(base_url=api.url) as c:
         await add_driver(c, "ok", BLR)
-        ride = await wait_for_status(c, await request_ride(c, BLR), {"ASSIGNED"})
+        ride = await wait_for_status(c, await request_ride(c, BLR), {"OFFERED"})
     assert ride["driver"]["id"] == "ok" and dispatcher.alive()
 
 
@@ -209,8 +217,9 @@ async def test_each_strategy_picks_what_it_promises(
                 body["strategy"] = strategy
             r = await c.post("/v1/rides", json=body)
             assert r.status_code == 202, r.text
-            ride = await wait_for_status(c, r.json()["ride_id"], {"ASSIGNED"})
-            assert (await c.post(f"/v1/rides/{ride['ride_id']}/complete")).status_code == 200
+            ride = await wait_for_status(c, r.json()["ride_id"], {"OFFERED"})
+            await take(c, ride["ride_id"])
+            await finish(c, ride["ride_id"])
             return ride
 
         assert (await ride_with("rating"))["driver"]["id"] == "r5"

@@ -45,7 +45,8 @@ async def test_driver_lifecycle_and_pool(client: httpx.AsyncClient, redis: Redis
         "vehicle": "Bike · KA01HX2847",
         "city": "blr",
         "status": "offline",
-        "ride_id": None,
+        "order_id": None,
+        "offer_id": None,
         "position": None,
         "speed_mps": None,
     }

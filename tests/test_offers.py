@@ -199,7 +199,7 @@ async def test_a_driver_who_lets_three_offers_lapse_in_a_row_goes_offline(
             rides.append(ride_id)
             await wait_for_status(c, ride_id, {"OFFERED"})
             # Excluded from this ride now; the lapse puts the driver back for the next one.
-            await eventually(lambda: _not_offered(c, ride_id), 10, "the offer to lapse")
+            await eventually(lambda i=ride_id: _not_offered(c, i), 10, "the offer to lapse")
         ghost = (await c.get("/v1/drivers/ghost")).json()
         assert ghost["status"] == "offline" and ghost["order_id"] is None
         assert await redis.zscore(keys.pool("blr"), "ghost") is None
@@ -259,9 +259,7 @@ async def test_the_seed_race_two_orders_one_driver(
     async with httpx.AsyncClient(base_url=api.url) as c:
         await add_driver(c, "D4", offset(*BLR, north_m=820))
         await add_driver(c, "D2", offset(*BLR, north_m=-1240))
-        ids = await asyncio.gather(
-            request_ride(c, BLR, "rider-a"), request_ride(c, BLR, "rider-b")
-        )
+        ids = await asyncio.gather(request_ride(c, BLR, "rider-a"), request_ride(c, BLR, "rider-b"))
         rides = [await wait_for_status(c, i, {"OFFERED"}) for i in ids]
     assert sorted(r["driver"]["id"] for r in rides) == ["D2", "D4"]
 

@@ -62,7 +62,7 @@ async def test_redis_down_is_503_and_everything_recovers(
 
             await eventually(ready, 15, "readiness")
             await add_driver(c, "back", BLR)
-            ride = await wait_for_status(c, await request_ride(c, BLR), {"ASSIGNED"}, within=20)
+            ride = await wait_for_status(c, await request_ride(c, BLR), {"OFFERED"}, within=20)
         assert ride["driver"]["id"] == "back"
     finally:
         redis.stop()
@@ -119,9 +119,9 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) ->
         assert status_of(f"{base}/v1/drivers/d1/status", "PUT", json={"status": "online"}) == 200
         ride_id = httpx.post(f"{base}/v1/rides", json=RIDE).json()["ride_id"]
         wait_until(
-            lambda: httpx.get(f"{base}/v1/rides/{ride_id}").json()["status"] == "ASSIGNED",
+            lambda: httpx.get(f"{base}/v1/rides/{ride_id}").json()["status"] == "OFFERED",
             15,
-            "the ride to be assigned",
+            "the ride to be offered",
         )
 
         up.send_signal(signal.SIGINT)

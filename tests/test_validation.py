@@ -111,12 +111,16 @@ async def test_cancelling_a_completed_ride_is_409_and_changes_nothing(
     ride_id = r.json()["ride_id"]
     r = await client.post(f"/v1/rides/{ride_id}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
-    before = await redis.hgetall(f"rf:{{blr}}:ride:{ride_id}")
+    before = await redis.hgetall(f"rf:{{blr}}:order:{ride_id}")
     problem = assert_problem(await client.post(f"/v1/rides/{ride_id}/cancel"), 409)
     assert "is CANCELLED" in str(problem["detail"])
-    problem = assert_problem(await client.post(f"/v1/rides/{ride_id}/complete"), 409)
-    assert "only a ride that is ASSIGNED" in str(problem["detail"])
-    assert await redis.hgetall(f"rf:{{blr}}:ride:{ride_id}") == before
+    done = await client.post(f"/v1/rides/{ride_id}/complete", json={"driver_id": "d1"})
+    assert "only a ride that is PICKED_UP" in str(assert_problem(done, 409)["detail"])
+    arriving = await client.post(f"/v1/rides/{ride_id}/arriving", json={"driver_id": "d1"})
+    assert "only a ride that is ACCEPTED" in str(assert_problem(arriving, 409)["detail"])
+    nobody = await client.post(f"/v1/rides/{ride_id}/arriving", json={})
+    assert assert_problem(nobody, 422)["errors"][0]["field"] == "driver_id"  # type: ignore[index]
+    assert await redis.hgetall(f"rf:{{blr}}:order:{ride_id}") == before
 
 
 async def test_duplicate_driver_is_409(client: httpx.AsyncClient) -> None:

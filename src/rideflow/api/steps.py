@@ -1,6 +1,7 @@
-"""The state machine's steps as routes, the same for rides and deliveries."""
+"""The state machine's steps as routes, the same for rides and deliveries.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the routes are built in a loop and FastAPI must see
+their annotations as objects, not as names to look up in this module."""
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -32,7 +33,7 @@ def add_steps(
         if not step.by_driver:
             summary = f"Cancel a live {kind}; a driver offered or holding it is freed at once"
         router.add_api_route(
-            f"/{{order_id}}/{action}",
+            f"/{{{kind}_id}}/{action}",
             _route(kind, action, view, step.by_driver),
             methods=["POST"],
             response_model=model,
@@ -48,15 +49,25 @@ def _route(
     view: Callable[[Orders, str], Awaitable[BaseModel]],
     by_driver: bool,
 ) -> Callable[..., Awaitable[BaseModel]]:
+    order_id_param = Annotated[
+        str, Path(alias=f"{kind}_id", min_length=1, max_length=96, pattern=ID_PATTERN)
+    ]
     if by_driver:
 
-        async def driver_step(order_id: OrderId, body: DriverStep, orders: OrdersDep) -> BaseModel:
+        async def driver_step(
+            order_id: order_id_param,
+            body: DriverStep,
+            orders: OrdersDep,
+        ) -> BaseModel:
             await orders.step(order_id, kind, action, body.driver_id)
             return await view(orders, order_id)
 
         return driver_step
 
-    async def customer_step(order_id: OrderId, orders: OrdersDep) -> BaseModel:
+    async def customer_step(
+        order_id: order_id_param,
+        orders: OrdersDep,
+    ) -> BaseModel:
         await orders.step(order_id, kind, action)
         return await view(orders, order_id)
 
