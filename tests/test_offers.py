@@ -113,6 +113,9 @@ async def test_a_rejection_moves_on_at_once_and_frees_the_driver_for_the_next_or
         assert offer is not None
         rejected = await answer(c, offer, "reject")
         assert rejected.status_code == 200 and rejected.json()["status"] == "REJECTED"
+        # Released at once, not left to the lease's TTL: a is available again right away.
+        assert await redis.exists(keys.lease("blr", "a")) == 0
+        assert (await c.get("/v1/drivers/a")).json()["order_id"] is None
 
         ride = await wait_for_status(c, ride_id, {"OFFERED"})
         assert ride["driver"]["id"] == "b"  # the next-ranked driver
@@ -276,3 +279,48 @@ async def test_offer_ids_tokens_and_bodies_are_validated(client: httpx.AsyncClie
     r = await client.post("/v1/offers/bad id/accept", json={"driver_id": "d", "token": 3})
     assert r.status_code in (404, 422)
     assert (await client.get("/v1/drivers/nobody/offers")).status_code == 404
+
+
+async def test_an_answer_after_the_deadline_is_refused_and_lapses_the_offer_itself(
+    settings: Settings, redis: Redis
+) -> None:
+    """No dispatcher sweeps here: the late answer itself lets the offer lapse, so the order moves
+    on even when every sweeper is down."""
+    from asgi_lifespan import LifespanManager
+
+    from rideflow.app import create_app
+    from rideflow.dispatch.service import Dispatcher
+    from rideflow.scripts import Scripts
+
+    settings = settings.model_copy(update={"ride_offer_window_s": 0.2, "ride_deadline_s": 30.0})
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://rideflow") as c:
+            await add_driver(c, "late", offset(*BLR, north_m=100))
+            ride_id = await request_ride(c, BLR)
+            dispatcher = Dispatcher(redis, Scripts.register(redis), settings)
+            outcome = await dispatcher.handle("blr", ride_id)
+            assert outcome.status == "OFFERED" and outcome.offer is not None
+            offer = await pending_offer(c, "late")
+            assert offer is not None
+            deadline_ms = outcome.offer.deadline_ms
+            await eventually(lambda: redis_past_ms(redis, deadline_ms), 5, "the deadline")
+
+            late = await answer(c, offer)
+            assert late.status_code == 409
+            assert "expired before it was answered" in late.json()["detail"]
+            assert (await c.get(f"/v1/offers/{offer['offer_id']}")).json()["status"] == "EXPIRED"
+            ride = (await c.get(f"/v1/rides/{ride_id}")).json()
+            assert ride["status"] == "SEARCHING" and ride["driver"] is None
+            assert (await c.get("/v1/drivers/late")).json()["order_id"] is None
+            assert await redis.zscore(keys.pool("blr"), "late") is not None
+            assert await redis.zcard(keys.offers_due("blr")) == 0
+            # The order is back on the stream for the next search.
+            entries = await redis.xrange(keys.requests("blr"))
+            assert [e[1]["ride"] for e in entries] == [ride_id, ride_id]
+
+
+async def redis_past_ms(redis: Redis, deadline_ms: int) -> bool:
+    seconds, micros = await redis.time()
+    return bool(seconds * 1000 + micros // 1000 > deadline_ms)
