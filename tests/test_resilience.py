@@ -108,7 +108,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) ->
                 ["pgrep", "-P", str(up.pid)], check=False, capture_output=True, text=True
             ).stdout.split()
         ]
-        assert len(children) == 3  # redis-server, api, dispatcher
+        assert len(children) == 4  # redis-server, api, dispatcher, job worker
 
         r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"})
         assert r.status_code == 201

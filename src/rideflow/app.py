@@ -10,13 +10,16 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from rideflow import __version__, errors
-from rideflow.api import compat, deliveries, drivers, health, offers, rides
+from rideflow.api import compat, deliveries, drivers, health, jobs, offers, rides
 from rideflow.assign import Assigner
 from rideflow.cities import CityMap
 from rideflow.config import Settings
 from rideflow.connections import create_redis, redis_url
 from rideflow.dispatch.service import Dispatcher
 from rideflow.drivers import Drivers
+from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
+from rideflow.jobs.registry import REGISTRY
+from rideflow.jobs.store import Jobs
 from rideflow.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.multiplex import MultiplexedRedis
 from rideflow.offers import Offers
@@ -44,6 +47,7 @@ class AppState(TypedDict):
     orders: Orders
     offers: Offers
     assigner: Assigner
+    jobs: Jobs
     drivers: Drivers
     limiter: RateLimiter
 
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         url = redis_url(settings)
         limits = MultiplexedRedis(url, "api-limits") if MultiplexedRedis.supports(url) else redis
         orders = Orders(redis, scripts, settings, cities)
+        REGISTRY.load(settings.job_modules)
         freeze_startup_objects()
         try:
             yield AppState(
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 orders=orders,
                 offers=Offers(redis, scripts, settings, cities),
                 assigner=Assigner(redis, orders, Dispatcher(redis, scripts, settings)),
+                jobs=Jobs(redis, scripts, settings, REGISTRY),
                 drivers=Drivers(redis, scripts, settings, cities),
                 limiter=RateLimiter(Scripts.register(limits), settings),
             )
@@ -79,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
-    for module in (rides, deliveries, offers, drivers, compat, health):
+    for module in (rides, deliveries, offers, drivers, jobs, compat, health):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)

@@ -74,11 +74,33 @@ def dispatcher(
 
 
 @cli.command()
+def jobs(
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once")] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when there is nothing left to do")] = False,
+) -> None:
+    """Run background jobs until SIGTERM or Ctrl-C: running jobs get `RIDEFLOW_JOB_GRACE_S` to
+    finish, the rest are left for other workers."""
+    from rideflow.jobs.worker import JobWorker
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await JobWorker(settings, concurrency, burst=burst).run(stop)
+
+    asyncio.run(main())
+
+
+@cli.command()
 def up(
     concurrency: Annotated[int | None, typer.Option(help="Dispatcher concurrency")] = None,
 ) -> None:
     """Run everything on this machine: a managed Redis (unless RIDEFLOW_REDIS_URL is set), the
-    API and a dispatcher."""
+    API, a dispatcher and a job worker."""
     from rideflow.workers.supervisor import up as run_up
 
     settings = Settings()
@@ -92,8 +114,8 @@ def audit(
         list[str] | None, typer.Option(help="City to audit (repeat); all when absent")
     ] = None,
 ) -> None:
-    """Report any driver with two rides, any ride with two drivers, any ride in no known state;
-    exit 1 when there is one."""
+    """Report any driver with two active orders, any order with two drivers, any offer or lease
+    past its deadline still held, any order in no known state; exit 1 when there is one."""
     from rideflow.audit import audit as run_audit
     from rideflow.connections import create_redis
 

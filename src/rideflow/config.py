@@ -98,6 +98,23 @@ class Settings(BaseSettings):
     retry_lease_ms: int = Field(default=30_000, gt=0)
     dispatcher_concurrency: int = Field(default=16, gt=0)
 
+    job_concurrency: int = Field(default=32, gt=0, description="Jobs run at once per worker")
+    job_claim_idle_ms: int = Field(
+        default=10_000, gt=0, description="A running job's claim is renewed well within this"
+    )
+    job_retry_base_s: float = Field(default=1.0, gt=0)
+    job_retry_max_s: float = Field(default=60.0, gt=0)
+    job_timeout_s: float = Field(default=300.0, gt=0, description="Default per-attempt timeout")
+    job_result_ttl_s: int = Field(default=86_400, gt=0, description="How long results are kept")
+    job_max_lost: int = Field(
+        default=5, gt=0, description="Times a job may lose its worker before it fails"
+    )
+    job_grace_s: float = Field(default=10.0, ge=0, description="SIGTERM: time to finish jobs")
+    job_modules: list[str] = Field(
+        default_factory=list, description="Modules to import for their tasks (`module.path`)"
+    )
+    flaky_fail_rate: float = Field(default=0.3, ge=0, le=1)
+
     rate_limit_enabled: bool = True
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
     rate_routes: list[RateRoute] = Field(default_factory=lambda: list(DEFAULT_ROUTES))

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from rideflow.assign import Assigner
 from rideflow.drivers import Drivers
 from rideflow.errors import Unprocessable
+from rideflow.jobs.store import Jobs
 from rideflow.offers import Offers
 from rideflow.orders import Orders
 
@@ -24,6 +25,11 @@ async def _orders(request: Request) -> Orders:
 async def _offers(request: Request) -> Offers:
     offers: Offers = request.state.offers
     return offers
+
+
+async def _jobs(request: Request) -> Jobs:
+    jobs: Jobs = request.state.jobs
+    return jobs
 
 
 async def _assigner(request: Request) -> Assigner:
@@ -44,6 +50,7 @@ async def _redis(request: Request) -> Redis:
 OrdersDep = Annotated[Orders, Depends(_orders)]
 OffersDep = Annotated[Offers, Depends(_offers)]
 AssignerDep = Annotated[Assigner, Depends(_assigner)]
+JobsDep = Annotated[Jobs, Depends(_jobs)]
 DriversDep = Annotated[Drivers, Depends(_drivers)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 

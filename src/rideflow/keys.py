@@ -82,6 +82,11 @@ def driver(city: str, driver_id: str) -> str:
     return _city(city, "driver", driver_id)
 
 
+def driver_ratings(city: str, driver_id: str) -> str:
+    """Set of the rating jobs already applied to a driver (ratings are applied once)."""
+    return _city(city, "driver", driver_id, "ratings")
+
+
 def idempotency(city: str, scope: str, key: str) -> str:
     """String holding the id created under an `Idempotency-Key`."""
     return _city(city, "idem", scope, key)
@@ -90,3 +95,58 @@ def idempotency(city: str, scope: str, key: str) -> str:
 def rate_limit(policy: str, client: str) -> str:
     """State of one client under one rate-limit policy."""
     return f"{PREFIX}:rl:{policy}:{{{client}}}"
+
+
+# Background jobs. All job keys share the `{jobs}` hash tag: one slot, so every job script is
+# atomic on Redis Cluster too.
+JOBS_GROUP = "workers"
+PRIORITIES = ("high", "default", "low")
+
+
+def _jobs(*parts: str) -> str:
+    return ":".join((PREFIX, "{jobs}", *parts))
+
+
+def job(job_id: str) -> str:
+    """Hash holding one job: task, payload, status, attempts, result or last error."""
+    return _jobs("job", job_id)
+
+
+def job_attempts(job_id: str) -> str:
+    """List of one job's attempts (JSON: number, worker, start, end, outcome, error)."""
+    return _jobs("job", job_id, "attempts")
+
+
+def job_queue(priority: str) -> str:
+    """Stream of jobs ready to run at one priority."""
+    return _jobs("queue", priority)
+
+
+def jobs_delayed() -> str:
+    """Sorted set of `priority:job id` -> when to run, in ms (delayed jobs and retries)."""
+    return _jobs("delayed")
+
+
+def jobs_dead() -> str:
+    """Stream of jobs that failed their last retry (the dead letters)."""
+    return _jobs("dead")
+
+
+def jobs_index(status: str) -> str:
+    """Sorted set of job id -> when it entered `status`, in ms."""
+    return _jobs("status", status)
+
+
+def job_stats(task: str) -> str:
+    """Hash of one task's counters: submitted, completed, failed, retried, lost."""
+    return _jobs("stats", task)
+
+
+def job_recent(task: str) -> str:
+    """List of a task's latest completions, `finished ms,run us,wait us`, newest first (capped)."""
+    return _jobs("recent", task)
+
+
+def job_idempotency(key: str) -> str:
+    """String holding the job id created under an `Idempotency-Key`."""
+    return _jobs("idem", key)

@@ -51,9 +51,16 @@ class Scripts:
     offer_create: Lua
     offer_answer: Lua
     due_claim: Lua
+    job_submit: Lua
+    job_start: Lua
+    job_finish: Lua
+    job_promote: Lua
+    job_cancel: Lua
+    job_redrive: Lua
     driver_create: Lua
     driver_positions: Lua
     driver_status: Lua
+    driver_rate: Lua
     pool_prune: Lua
     rate_fixed_window: Lua
     rate_sliding_window: Lua

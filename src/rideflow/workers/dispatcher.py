@@ -33,6 +33,7 @@ from rideflow.dispatch.service import Dispatcher
 from rideflow.offers import Offers
 from rideflow.runtime import freeze_startup_objects
 from rideflow.scripts import Scripts
+from rideflow.streams import trim_acknowledged
 
 log = logging.getLogger("rideflow.dispatcher")
 
@@ -41,7 +42,6 @@ HOUSEKEEPING_S = 1.0
 TRIM_EVERY = 5
 RETRY_POLL_S = 0.05
 ERROR_PAUSE_S = 0.5
-DEAD_CONSUMER_IDLE_MS = 3_600_000
 MAX_DELIVERIES = 5
 SWEEP_LEASE_MS = 2_000
 SWEEP_BATCH = 100
@@ -218,27 +218,9 @@ class DispatcherWorker:
             await asyncio.sleep(HOUSEKEEPING_S)
 
     async def _trim(self, city: str) -> None:
-        """Trim acknowledged entries only: nothing at or after the oldest pending or undelivered
-        entry of any group goes, and consumers long dead with nothing pending are removed."""
-        stream = keys.requests(city)
-        groups = await self.redis.xinfo_groups(stream)
-        if not groups:
-            return
-        floor: str | None = None
-        for group in groups:
-            pending = await self.redis.xpending(stream, group["name"])
-            oldest = pending["min"] if pending["pending"] else group["last-delivered-id"]
-            floor = oldest if floor is None or _id_lt(oldest, floor) else floor
-            if group["name"] == keys.DISPATCH_GROUP:
-                await self._forget_dead_consumers(stream)
-        if floor and floor != "0-0":
-            trimmed = await self.redis.xtrim(stream, minid=floor)
-            self.counts["trimmed"] += trimmed
-
-    async def _forget_dead_consumers(self, stream: str) -> None:
-        for consumer in await self.redis.xinfo_consumers(stream, keys.DISPATCH_GROUP):
-            if consumer["pending"] == 0 and consumer["idle"] > DEAD_CONSUMER_IDLE_MS:
-                await self.redis.xgroup_delconsumer(stream, keys.DISPATCH_GROUP, consumer["name"])
+        self.counts["trimmed"] += await trim_acknowledged(
+            self.redis, keys.requests(city), keys.DISPATCH_GROUP
+        )
 
     async def _work(self, index: int) -> None:
         while True:
@@ -298,10 +280,3 @@ class DispatcherWorker:
             job.entry_id,
             keys.dead_requests(job.city),
         )
-
-
-def _id_lt(a: str, b: str) -> bool:
-    """Stream id order."""
-    ams, _, aseq = a.partition("-")
-    bms, _, bseq = b.partition("-")
-    return (int(ams), int(aseq or 0)) < (int(bms), int(bseq or 0))

@@ -1,4 +1,5 @@
-"""`rideflow up`: a managed redis-server (unless one is configured), the API and a dispatcher,
+"""`rideflow up`: a managed redis-server (unless one is configured), the API, a dispatcher and a
+job worker,
 started together and stopped together."""
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def up(settings: Settings, concurrency: int) -> int:
         for name, args in (
             ("api", ["api"]),
             ("dispatcher", ["dispatcher", "--concurrency", str(concurrency)]),
+            ("jobs", ["jobs"]),
         ):
             children[name] = subprocess.Popen(
                 [sys.executable, "-m", "rideflow", *args], env=env, start_new_session=True

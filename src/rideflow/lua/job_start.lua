@@ -1,0 +1,48 @@
+-- Start a batch of delivered jobs: each pending one becomes processing under a new fencing token
+-- (its attempt number). An entry of a job that is already processing was reclaimed from a worker
+-- that stopped renewing its claim: the job is started again under a new token (the old worker's
+-- result will be refused), unless it has lost its worker too often, then it fails. Entries of
+-- jobs already finished or cancelled are acknowledged and skipped.
+-- KEYS[1..3] queue streams high, default, low, [4] dead-letter stream, [5] pending index,
+--     [6] processing index, [7] failed index, then one job hash per job
+-- ARGV[1] group, [2] worker name, [3] most reclaims before a job fails,
+--     then per job: queue number (1..3), entry id, '1' when the entry was reclaimed
+-- Returns per started job {id, token, task, payload, timeout s, created ms, run at ms, entry}.
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 8, #KEYS do
+  local base = 4 + (i - 8) * 3
+  local queue, entry, reclaimed = KEYS[tonumber(ARGV[base])], ARGV[base + 1], ARGV[base + 2]
+  local j = redis.call('HMGET', KEYS[i], 'id', 'status', 'lost', 'task', 'payload', 'timeout',
+    'created', 'run_at', 'attempts')
+  local start = false
+  if j[2] == 'pending' then
+    start = true
+  elseif j[2] == 'processing' and reclaimed == '1' then
+    local lost = redis.call('HINCRBY', KEYS[i], 'lost', 1)
+    if lost > tonumber(ARGV[3]) then
+      local why = 'lost its worker ' .. lost .. ' times'
+      redis.call('HSET', KEYS[i], 'status', 'failed', 'error', why, 'finished', now_ms)
+      local dead = redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'job', j[1],
+        'task', j[4], 'error', why, 'at', now_ms)
+      redis.call('HSET', KEYS[i], 'dead_entry', dead)
+      redis.call('ZREM', KEYS[6], j[1])
+      redis.call('ZADD', KEYS[7], now_ms, j[1])
+      redis.call('XACK', queue, ARGV[1], entry)
+    else
+      start = true
+    end
+  else
+    redis.call('XACK', queue, ARGV[1], entry)
+  end
+  if start then
+    local token = tonumber(j[9]) + 1
+    redis.call('HSET', KEYS[i], 'status', 'processing', 'attempts', token, 'started', now_ms,
+      'worker', ARGV[2], 'entry', entry)
+    redis.call('ZREM', KEYS[5], j[1])
+    redis.call('ZADD', KEYS[6], now_ms, j[1])
+    out[#out + 1] = {j[1], token, j[4], j[5], j[6], j[7], j[8], entry}
+  end
+end
+return out
