@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from rideflow.app import create_app
 from rideflow.config import Settings
-from tests.servers import ApiService, DispatcherService, RedisServer, Service
+from tests.servers import ApiService, DispatcherService, JobWorkerService, RedisServer, Service
 
 BLR = (12.9716, 77.5946)
 
@@ -59,6 +59,10 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         "retry_max_s": 0.5,
         "claim_idle_ms": 1000,
         "retry_lease_ms": 1000,
+        "job_claim_idle_ms": 1000,
+        "job_retry_base_s": 0.05,
+        "job_retry_max_s": 0.2,
+        "job_modules": ["tests.jobtasks"],
     }
     values.update(overrides)
     return Settings(**values)
@@ -96,7 +100,7 @@ def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
     def start(kind: str, settings: Settings, name: str | None = None, **kw: Any) -> Service:
-        cls = {"api": ApiService, "dispatcher": DispatcherService}[kind]
+        cls = {"api": ApiService, "dispatcher": DispatcherService, "jobs": JobWorkerService}[kind]
         service = cls(env_of(settings), tmp_path, name=name or f"{kind}{len(started)}", **kw)
         started.append(service)
         return service

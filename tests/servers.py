@@ -119,6 +119,27 @@ class DispatcherService(Service):
         return "workers" in self.output()
 
 
+class JobWorkerService(Service):
+    """`rideflow jobs`, started and reading its queues."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_dir: Path,
+        name: str = "jobs",
+        concurrency: int = 16,
+        burst: bool = False,
+    ) -> None:
+        args = ["jobs", "--concurrency", str(concurrency)] + (["--burst"] if burst else [])
+        super().__init__(name, args, env, log_dir)
+        wait_until(self._started, START_TIMEOUT_S, f"{name} to start", 0.05)
+
+    def _started(self) -> bool:
+        if not self.alive():
+            return True  # a burst worker may be done already; callers check its exit
+        return "job worker" in self.output()
+
+
 async def raw_get(port: int, path: str, headers: Mapping[str, str] | None = None) -> int:
     """One GET on its own connection (`Connection: close`); returns the status code.
 

@@ -23,6 +23,15 @@ async def test_clean_state_passes_and_breaches_are_reported(
     await add_driver(client, "d2", BLR)
     r1, r2 = await request_ride(client, BLR), await request_ride(client, BLR)
     assert await audit(redis, ["blr"]) == []
+    # A queued ride whose stream entry is gone: nothing will ever search for it.
+    r3 = await request_ride(client, BLR)
+    (entry_id, _), *_ = await redis.xrevrange(keys.requests("blr"), count=1)
+    await redis.xdel(keys.requests("blr"), entry_id)
+    assert await audit(redis, ["blr"]) == [
+        f"blr: order {r3} is QUEUED but neither queued nor due for another search"
+    ]
+    await redis.zadd(keys.retries("blr"), {r3: 0})
+    assert await audit(redis, ["blr"]) == []
 
     # Forge what a double-assignment bug would leave behind.
     await redis.hset(keys.order("blr", r1), mapping={"status": "ACCEPTED", "driver": "d1"})

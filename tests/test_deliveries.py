@@ -200,3 +200,23 @@ async def test_queued_deliveries_follow_the_offer_flow_to_delivered(
         assert 44 < offer_window_s(offer) <= 45
     assert await audit(redis, ["blr"]) == []
     assert await redis.zscore(keys.pool("blr"), "bike") is not None
+
+
+async def test_idempotency_keys_of_customers_and_merchant_orders_do_not_collide(
+    client: httpx.AsyncClient,
+) -> None:
+    await add_driver(client, "d1", offset(*BLR, north_m=300))
+    await add_driver(client, "d2", offset(*BLR, north_m=600))
+    ride = await client.post(
+        "/v1/rides",
+        json={
+            "rider_id": "assign",
+            "pickup": {"lat": BLR[0], "lng": BLR[1]},
+            "dropoff": {"lat": 13.0, "lng": 77.6},
+        },
+        headers={"Idempotency-Key": "M-42"},
+    )
+    assert ride.status_code == 202
+    r = await client.post("/v1/delivery/assign", json=assign_body("M-42"))
+    assert r.status_code == 200, r.text
+    assert r.json()["delivery_id"] != ride.json()["ride_id"]

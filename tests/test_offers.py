@@ -68,8 +68,9 @@ async def test_an_offer_is_accepted_only_by_its_driver_with_its_token(
         assert accepted.status_code == 200, accepted.text
         assert accepted.json()["status"] == "ACCEPTED"
         assert accepted.json()["order_status"] == "ACCEPTED"
-        again = await answer(c, offer)
-        assert again.status_code == 409 and "already ACCEPTED" in again.json()["detail"]
+        changed_mind = await answer(c, offer, "reject")
+        assert changed_mind.status_code == 409
+        assert "already ACCEPTED" in changed_mind.json()["detail"]
         assert await redis.exists(keys.lease("blr", "near")) == 0
         assert await redis.zcard(keys.offers_due("blr")) == 0
 
@@ -324,3 +325,39 @@ async def test_an_answer_after_the_deadline_is_refused_and_lapses_the_offer_itse
 async def redis_past_ms(redis: Redis, deadline_ms: int) -> bool:
     seconds, micros = await redis.time()
     return bool(seconds * 1000 + micros // 1000 > deadline_ms)
+
+
+async def test_going_offline_declines_the_pending_offer_and_a_replayed_answer_is_repeated(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    api = services("api", settings.model_copy(update={"ride_deadline_s": 30.0}))
+    services("dispatcher", settings.model_copy(update={"ride_deadline_s": 30.0}))
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "leaving", offset(*BLR, north_m=200))
+        await add_driver(c, "staying", offset(*BLR, north_m=1200))
+        ride_id = await request_ride(c, BLR)
+        await wait_for_status(c, ride_id, {"OFFERED"})
+        offer = await pending_offer(c, "leaving")
+        assert offer is not None
+        gone = await c.put("/v1/drivers/leaving/status", json={"status": "offline"})
+        assert gone.status_code == 200
+        assert gone.json()["status"] == "offline" and gone.json()["offer_id"] is None
+        await eventually(lambda: _offered_to(c, ride_id, "staying"), 10, "the next driver")
+        back = next(
+            e
+            for e in await events_of(c, ride_id)
+            if e["driver_id"] == "leaving" and e["status"] == "SEARCHING"
+        )
+        assert back["reason"] == "driver leaving went offline"
+        assert await redis.zscore(keys.pool("blr"), "leaving") is None
+        assert await redis.hget(keys.driver("blr", "leaving"), "lapses") == "0"
+
+        # The same accept twice (its first reply lost): the same answer, not a conflict.
+        second = await pending_offer(c, "staying")
+        assert second is not None
+        first = await answer(c, second)
+        again = await answer(c, second)
+        assert first.status_code == again.status_code == 200
+        assert again.json()["status"] == "ACCEPTED" and again.json()["at"] == first.json()["at"]
+        rejected_after = await answer(c, second, "reject")
+        assert rejected_after.status_code == 409 and "already ACCEPTED" in rejected_after.text

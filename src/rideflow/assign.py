@@ -45,7 +45,7 @@ class Assigner:
             "window_ms": body.timeout_sec * 1000,
         }
         idem = (
-            keys.idempotency(city.code, "assign", body.order_id),
+            keys.idempotency(city.code, "assign:", body.order_id),
             fingerprint(body.model_dump()),
         )
         replaces = ""
@@ -67,6 +67,11 @@ class Assigner:
         else:
             raise Conflict(f"order {body.order_id} kept changing; retry")
         outcome = await self.dispatcher.handle(city.code, delivery_id, once=True)
+        if outcome.status == "OFFERED" and outcome.offer is None:
+            # Offered meanwhile by a dispatcher (this request's reply was slow): that offer.
+            earlier = await self._earlier(city.code, delivery_id, body.order_id, started)
+            if earlier is not None:
+                return earlier
         if outcome.driver is None or outcome.offer is None:
             if outcome.status == "NO_DRIVER_FOUND":
                 raise NoDriverFound(
@@ -119,8 +124,8 @@ class Assigner:
                 delivery_id=delivery_id,
             )
         raise Conflict(
-            f"order {order_id} is being dispatched again (delivery {delivery_id} is {status}); "
-            f"follow GET /v1/deliveries/{delivery_id}",
+            f"order {order_id} is being dispatched (delivery {delivery_id} is {status}): retry "
+            f"shortly, or follow GET /v1/deliveries/{delivery_id}",
             delivery_id=delivery_id,
         )
 

@@ -1,6 +1,6 @@
 """`rideflow audit`: read Redis and report any breach of the dispatch invariant (a driver holds at
 most one active order and an order at most one driver), any lease or offer past its deadline still
-held, and any order in no known state.
+held, any order waiting for a search that nothing will make, and any order in no known state.
 
 Orders, drivers and leases are read in separate scans, not one snapshot: on a system that is
 dispatching, an order moving on between the scans can show as a breach. Run it when work has
@@ -94,7 +94,34 @@ async def audit_city(redis: Redis, city: str) -> list[str]:
         if len(active) > 1:
             found.append(f"driver {driver_id} has {len(active)} active orders: {sorted(active)}")
     found += await _late_offers(redis, city, orders)
+    found += await _stranded(redis, city, orders)
     return found
+
+
+async def _stranded(
+    redis: Redis, city: str, orders: dict[str, tuple[str | None, str | None, str | None]]
+) -> list[str]:
+    """Orders waiting for a search that nothing will make: in neither the request stream nor
+    the retry set."""
+    waiting = {o for o, (status, _, _) in orders.items() if status in ("QUEUED", "SEARCHING")}
+    if not waiting:
+        return []
+    queued: set[str] = set()
+    start = "-"
+    while True:
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            await redis.xrange(keys.requests(city), min=start, count=10_000),
+        )
+        queued |= {f.get("ride", "") for _, f in entries}
+        if len(entries) < 10_000:
+            break
+        start = "(" + entries[-1][0]
+    scheduled = set(cast(list[str], await redis.zrange(keys.retries(city), 0, -1)))
+    return [
+        f"order {o} is {orders[o][0]} but neither queued nor due for another search"
+        for o in sorted(waiting - queued - scheduled)
+    ]
 
 
 async def _late_offers(

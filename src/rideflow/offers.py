@@ -105,6 +105,13 @@ class Offers:
             at=from_us(reply[1]),
         )
 
+    async def decline(self, city: str, driver_id: str, offer_id: str, reason: str) -> None:
+        """Reject a driver's pending offer on their behalf (they went offline), so the order
+        moves on at once instead of waiting out the window."""
+        token = await self.redis.hget(keys.offer(city, offer_id), "token")
+        if token is not None:
+            await self._settle(city, offer_id, "reject", driver_id, str(token), reason)
+
     async def expire(self, city: str, offer_id: str) -> list[str]:
         """Let a due offer lapse (the sweeper's call); returns the script's reply."""
         driver = cast(str | None, await self.redis.hget(keys.offer(city, offer_id), "driver"))
@@ -114,7 +121,7 @@ class Offers:
         return await self._settle(city, offer_id, "expire", driver, "")
 
     async def _settle(
-        self, city: str, offer_id: str, action: str, driver_id: str, token: str
+        self, city: str, offer_id: str, action: str, driver_id: str, token: str, reason: str = ""
     ) -> list[str]:
         order_id = order_of(offer_id)
         reply: list[str] = await self.scripts.offer_answer(
@@ -139,6 +146,7 @@ class Offers:
                 self.stale_ms,
                 self.settings.max_lapses,
                 self.settings.ride_retention_s,
+                reason,
             ],
         )
         return reply

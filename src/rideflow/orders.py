@@ -152,7 +152,7 @@ class Orders:
         }
         idem = None
         if idempotency_key is not None:
-            key = keys.idempotency(city.code, body.rider_id, idempotency_key)
+            key = keys.idempotency(city.code, f"customer:{body.rider_id}", idempotency_key)
             idem = (key, fingerprint(body.model_dump()))
         outcome, ride_id = await self.enqueue(city.code, "ride", fields, idempotency=idem)
         if outcome == -1:
@@ -179,7 +179,7 @@ class Orders:
             fields["window_ms"] = body.timeout_sec * 1000
         idem = None
         if idempotency_key is not None:
-            key = keys.idempotency(city.code, body.customer_id, idempotency_key)
+            key = keys.idempotency(city.code, f"customer:{body.customer_id}", idempotency_key)
             idem = (key, fingerprint(body.model_dump()))
         outcome, delivery_id = await self.enqueue(city.code, "delivery", fields, idempotency=idem)
         if outcome == -1:

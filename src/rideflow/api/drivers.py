@@ -60,12 +60,18 @@ async def get_offers(driver_id: DriverId, drivers: DriversDep, offers: OffersDep
     "/{driver_id}/status",
     response_model=DriverView,
     responses=responses(404, 422),
-    summary="Go online or offline",
+    summary="Go online or offline; going offline declines a pending offer",
 )
 async def set_status(
-    driver_id: DriverId, body: DriverStatusUpdate, drivers: DriversDep
+    driver_id: DriverId, body: DriverStatusUpdate, drivers: DriversDep, offers: OffersDep
 ) -> DriverView:
-    return await drivers.set_status(driver_id, body.status)
+    view = await drivers.set_status(driver_id, body.status)
+    if body.status == "offline" and view.offer_id:
+        # Offline first (no new offer can be made), then the pending one moves on at once.
+        reason = f"driver {driver_id} went offline"
+        await offers.decline(view.city, driver_id, view.offer_id, reason)
+        view = await drivers.get(driver_id)
+    return view
 
 
 @router.put(

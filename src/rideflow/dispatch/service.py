@@ -107,6 +107,31 @@ class Dispatcher:
                 return outcome
         return await self._retry_later(city, order_id, entry_id, give_up=once)
 
+    async def give_up(self, city: str, order_id: str, entry_id: str, reason: str) -> Outcome:
+        """End an order NO_DRIVER_FOUND now with `reason` (its dispatch keeps failing),
+        acknowledging its entry in the same step."""
+        reply = await self.scripts.order_retry(
+            keys=[
+                keys.order(city, order_id),
+                keys.requests(city),
+                keys.retries(city),
+                keys.order_events(city, order_id),
+                keys.city_events(city),
+            ],
+            args=[
+                order_id,
+                entry_id,
+                keys.DISPATCH_GROUP,
+                0,
+                0,
+                0,
+                self.settings.ride_retention_s,
+                "1",
+                reason,
+            ],
+        )
+        return Outcome(str(reply[0]))
+
     async def _with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
         """The candidates with their ratings and recent speeds, read in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -8,9 +8,10 @@
 --     [10] the order's event stream, [11] city event stream
 -- ARGV[1] 'accept', 'reject' or 'expire', [2] offer id, [3] the answering driver ('' to expire),
 --     [4] their fencing token ('' to expire), [5] staleness window ms, [6] most lapses in a row,
---     [7] retention s of a finished order
+--     [7] retention s of a finished order, [8] (optional) the reason to record for a reject
 -- Returns {outcome, at us, detail}: outcome ACCEPTED, REJECTED or EXPIRED (detail 'offline'
--- when the driver was taken offline); or a refusal: {'GONE'}, {'NOT_YOURS', driver},
+-- when the driver was taken offline, 'replay' when the same answer was already recorded); or a
+-- refusal: {'GONE'}, {'NOT_YOURS', driver},
 -- {'STALE_TOKEN', token}, {'ANSWERED', status}, {'NOT_DUE', deadline ms}.
 local action = ARGV[1]
 local o = redis.call('HMGET', KEYS[1], 'order', 'driver', 'token', 'deadline', 'status')
@@ -19,7 +20,17 @@ if action ~= 'expire' then
   if o[2] ~= ARGV[3] then return {'NOT_YOURS', o[2]} end
   if o[3] ~= ARGV[4] then return {'STALE_TOKEN', o[3]} end
 end
-if o[5] ~= 'PENDING' then return {'ANSWERED', o[5]} end
+if o[5] ~= 'PENDING' then
+  -- The same answer again (its first reply lost) gets the first outcome; a due offer already
+  -- settled leaves the deadline set, so no sweeper claims it again.
+  local replayed = (action == 'accept' and o[5] == 'ACCEPTED')
+    or (action == 'reject' and o[5] == 'REJECTED')
+  if replayed then
+    return {o[5], redis.call('HGET', KEYS[1], 'answered') or '0', 'replay'}
+  end
+  if action == 'expire' then redis.call('ZREM', KEYS[5], ARGV[2]) end
+  return {'ANSWERED', o[5]}
+end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now_us / 1000)
@@ -71,10 +82,11 @@ end
 if live then
   local reason = outcome == 'REJECTED' and ('driver ' .. driver .. ' rejected the offer')
     or ('the offer to driver ' .. driver .. ' lapsed unanswered')
+  if outcome == 'REJECTED' and ARGV[8] and ARGV[8] ~= '' then reason = ARGV[8] end
   redis.call('HSET', KEYS[2], 'status', 'SEARCHING', 'driver', '', 'offer', '',
     't_SEARCHING', at)
   redis.call('HDEL', KEYS[2], 'pickup_m')
-  emit('SEARCHING', 'driver', driver, 'offer', ARGV[2], 'reason', reason)
+  emit('SEARCHING', 'driver', driver, 'offer', ARGV[2], 'outcome', outcome, 'reason', reason)
   redis.call('XADD', KEYS[9], '*', 'ride', order_id)
 end
 return {outcome, at, detail}

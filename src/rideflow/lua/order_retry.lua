@@ -1,5 +1,6 @@
 -- No driver this time: schedule the next search with backoff, or give up at the deadline (or
--- now, for a caller that searches once and answers at once).
+-- now: for a caller that searches once and answers at once, or an order whose dispatch keeps
+-- failing, which may still be QUEUED).
 -- KEYS[1] order hash, [2] request stream, [3] retry set, [4] the order's event stream,
 --     [5] city event stream
 -- ARGV[1] order id, [2] stream entry id or '', [3] group, [4] base delay ms, [5] max delay ms,
@@ -10,7 +11,8 @@ local function ack()
   if ARGV[2] ~= '' then redis.call('XACK', KEYS[2], ARGV[3], ARGV[2]) end
 end
 local r = redis.call('HMGET', KEYS[1], 'status', 'deadline')
-if r[1] ~= 'SEARCHING' then
+local searching = r[1] == 'SEARCHING' or (r[1] == 'QUEUED' and ARGV[8] == '1')
+if not searching then
   ack()
   redis.call('ZREM', KEYS[3], ARGV[1])
   return {r[1] or 'GONE'}

@@ -22,9 +22,11 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local at = string.format('%.0f', now_us)
 local target, driver, offer = ARGV[2], ARGV[4], ARGV[5]
 redis.call('HSET', KEYS[1], 'status', target, 't_' .. target, at)
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', 128, '*', 'status', target, 'at', at, 'driver', driver)
+local withdrawn = (ARGV[7] == '1' and r[1] == 'OFFERED') and offer or ''
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', 128, '*', 'status', target, 'at', at, 'driver', driver,
+  'offer', withdrawn)
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', 100000, '*', 'order', ARGV[1], 'status', target,
-  'at', at, 'driver', driver)
+  'at', at, 'driver', driver, 'offer', withdrawn)
 if ARGV[7] ~= '1' then return {'OK', at} end
 local retain = tonumber(ARGV[9])
 redis.call('EXPIRE', KEYS[1], retain)

@@ -251,19 +251,20 @@ class DispatcherWorker:
                 self.queue.task_done()
 
     async def _after_failure(self, job: Job, exc: Exception) -> None:
-        """Leave a failed entry for another try, unless it has failed MAX_DELIVERIES times:
-        then move it to the city's dead-letter stream, so that it neither loops forever nor
-        holds back the stream's trimming."""
-        if not job.entry_id:
-            return  # from the retry set: its lease runs out and it is tried again
+        """Leave a failed order for another try, unless it has failed MAX_DELIVERIES times:
+        then its entry goes to the city's dead-letter stream and the order ends NO_DRIVER_FOUND
+        with the error as its reason, so that it neither loops forever, nor holds back the
+        stream's trimming, nor sits searching with nothing left to move it."""
         stream = keys.requests(job.city)
-        pending = await self.redis.xpending_range(
-            stream, keys.DISPATCH_GROUP, min=job.entry_id, max=job.entry_id, count=1
-        )
-        if job.ride_id and pending and int(pending[0]["times_delivered"]) < MAX_DELIVERIES:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
+        if job.entry_id:
+            pending = await self.redis.xpending_range(
+                stream, keys.DISPATCH_GROUP, min=job.entry_id, max=job.entry_id, count=1
+            )
+            if not pending:
+                return  # settled meanwhile, by another dispatcher
+            if job.ride_id and int(pending[0]["times_delivered"]) < MAX_DELIVERIES:
+                return
+            await self.redis.xadd(
                 keys.dead_requests(job.city),
                 {
                     "ride": job.ride_id,
@@ -271,12 +272,17 @@ class DispatcherWorker:
                     "error": f"{type(exc).__name__}: {exc}"[:500],
                 },
             )
-            pipe.xack(stream, keys.DISPATCH_GROUP, job.entry_id)
-            await pipe.execute()
+        else:
+            failures = await self.redis.hincrby(keys.order(job.city, job.ride_id), "failures", 1)
+            if failures < MAX_DELIVERIES:
+                return  # its retry lease runs out and it is tried again
+        reason = f"dispatch failed {MAX_DELIVERIES} times: {type(exc).__name__}: {exc}"[:300]
+        try:
+            await self.dispatcher.give_up(job.city, job.ride_id, job.entry_id, reason)
+        except ResponseError:
+            if job.entry_id:  # the order itself is unreadable: at least stop redelivering it
+                await self.redis.xack(stream, keys.DISPATCH_GROUP, job.entry_id)
         self.counts["dead_lettered"] += 1
         log.error(
-            "ride %s (entry %s) moved to %s",
-            job.ride_id or "?",
-            job.entry_id,
-            keys.dead_requests(job.city),
+            "order %s given up after %d failures: %s", job.ride_id or "?", MAX_DELIVERIES, exc
         )
