@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field
 from rideflow.jobs.registry import REGISTRY, JobContext
 
 EFFECTS = "test:effects"
+APPLY_ONCE = """
+if redis.call('SET', KEYS[1], 1, 'NX') then return redis.call('INCR', KEYS[2]) end
+return 0
+"""
 
 
 def runs_key(job_id: str) -> str:
@@ -31,6 +35,7 @@ if "test_work" not in REGISTRY:
             await asyncio.sleep(payload.seconds)
         if ctx.attempt <= payload.fail_times:
             raise RuntimeError(f"attempt {ctx.attempt} fails on purpose")
-        if await ctx.redis.set(f"test:effect:{ctx.job_id}", 1, nx=True):
-            await ctx.redis.incr(EFFECTS)
+        # The effect and its once-per-job marker in one atomic step: a kill between the two
+        # would otherwise leave the marker without the effect.
+        await ctx.redis.eval(APPLY_ONCE, 2, f"test:effect:{ctx.job_id}", EFFECTS)
         return {"slept": payload.seconds}
