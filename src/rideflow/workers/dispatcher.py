@@ -43,7 +43,9 @@ TRIM_EVERY = 5
 RETRY_POLL_S = 0.05
 ERROR_PAUSE_S = 0.5
 MAX_DELIVERIES = 5
-SWEEP_LEASE_MS = 2_000
+SWEEP_LEASE_MS = 250
+"""How long a claimed due offer is held from other sweepers: expiring a batch takes milliseconds,
+and an offer a dead sweeper claimed comes due again this soon (expiring twice is harmless)."""
 SWEEP_BATCH = 100
 
 
