@@ -87,9 +87,12 @@ class JobWorker:
         self.redis: Redis = create_redis(settings, "jobs", socket_timeout=10)
         self.scripts = Scripts.register(self.redis)
         self.counts: Counter[str] = Counter()
-        self.running: dict[str, Running] = {}  # entry id -> attempt
+        # Started attempts not yet recorded, by entry id: their claims are renewed, also while
+        # they wait for a slot.
+        self.running: dict[str, Running] = {}
+        self.room = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.slots = asyncio.Semaphore(self.concurrency)
+        self.slots = asyncio.Semaphore(self.concurrency)  # handlers executing at once
         self.outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
         self.retry_base_ms = int(settings.job_retry_base_s * 1000)
         self.retry_max_ms = int(settings.job_retry_max_s * 1000)
@@ -174,9 +177,10 @@ class JobWorker:
                 await self._start(entries, reclaimed=False)
 
     async def _free_slots(self) -> int:
-        """Wait until at least one slot is free; how many are."""
-        await self.slots.acquire()
-        self.slots.release()
+        """Wait until fewer than `concurrency` attempts are in hand; how many more fit."""
+        while len(self.running) >= self.concurrency:
+            self.room.clear()
+            await self.room.wait()
         return max(1, min(READ_BATCH, self.concurrency - len(self.running)))
 
     async def _xread(
@@ -234,30 +238,32 @@ class JobWorker:
             job = Running(job_id, int(token), task, payload, float(timeout), queue_of[entry], entry)
             self.counts["started"] += 1
             self.counts["wait_ms_total"] += max(0, int(now_ms - float(run_at)))
-            await self.slots.acquire()
             self.running[entry] = job
             task_ = asyncio.create_task(self._run(job))
             self.tasks.add(task_)
             task_.add_done_callback(self.tasks.discard)
 
     async def _run(self, job: Running) -> None:
-        started = time.perf_counter()
         ok, text = True, ""
         try:
-            task = self.registry.get(job.task)
-            payload = task.payload.model_validate_json(job.payload)
-            ctx = JobContext(job.job_id, job.token, self.redis, self.scripts, self.settings, log)
-            result: Any = await asyncio.wait_for(task.handler(payload, ctx), job.timeout)
-            text = orjson.dumps(result, default=str).decode()
-        except TimeoutError:
-            ok, text = False, f"timed out after {job.timeout:g} s"
+            async with self.slots:
+                started = time.perf_counter()
+                try:
+                    task = self.registry.get(job.task)
+                    payload = task.payload.model_validate_json(job.payload)
+                    ctx = JobContext(
+                        job.job_id, job.token, self.redis, self.scripts, self.settings, log
+                    )
+                    result: Any = await asyncio.wait_for(task.handler(payload, ctx), job.timeout)
+                    text = orjson.dumps(result, default=str).decode()
+                except TimeoutError:
+                    ok, text = False, f"timed out after {job.timeout:g} s"
+                except Exception as exc:
+                    ok, text = False, f"{type(exc).__name__}: {exc}"[:2000]
+                run_us = int((time.perf_counter() - started) * 1_000_000)
         except asyncio.CancelledError:
-            self.running.pop(job.entry, None)
-            self.slots.release()
+            self._release(job)
             raise  # shutting down: left for another worker to reclaim
-        except Exception as exc:
-            ok, text = False, f"{type(exc).__name__}: {exc}"[:2000]
-        run_us = int((time.perf_counter() - started) * 1_000_000)
         await self.outcomes.put(Outcome(job, ok, text, run_us))
 
     async def _finish(self) -> None:
@@ -319,8 +325,8 @@ class JobWorker:
             self._release(o.job)
 
     def _release(self, job: Running) -> None:
-        if self.running.pop(job.entry, None) is not None:
-            self.slots.release()
+        self.running.pop(job.entry, None)
+        self.room.set()
 
     async def _reclaim(self) -> None:
         """Take over entries whose worker stopped renewing its claim."""
