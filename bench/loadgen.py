@@ -17,6 +17,8 @@ from typing import Any, Literal
 Mode = Literal["closed", "open"]
 RequestSpec = tuple[str, str, bytes, dict[str, str]]
 MakeRequest = Callable[[int], RequestSpec]
+OnResponse = Callable[[int, int, bytes], None]
+"""Called with (request index, status, body) for every measured response, when bodies are kept."""
 
 ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -142,8 +144,11 @@ class RequestEncoder:
         self._want_length = method.upper() not in _BODYLESS_METHODS
 
 
-async def read_response(reader: asyncio.StreamReader, head_request: bool) -> tuple[int, bool]:
-    """Read one response, discarding its body; return (status, connection reusable)."""
+async def read_response(
+    reader: asyncio.StreamReader, head_request: bool, keep_body: bool = False
+) -> tuple[int, bool, bytes]:
+    """Read one response; return (status, connection reusable, body), the body empty unless
+    `keep_body` (and not chunked)."""
     while True:
         block = await reader.readuntil(_HEAD_END)
         if block[:7] != b"HTTP/1." or len(block) < 12:
@@ -157,21 +162,20 @@ async def read_response(reader: asyncio.StreamReader, head_request: bool) -> tup
     # HTTP/1.0 closes by default unless told otherwise; treat it as not reusable.
     keep = block[7:8] == b"1" and _CONNECTION_CLOSE.search(lower) is None
     if head_request or status in (204, 304) or status < 200:
-        return status, keep
+        return status, keep, b""
     at = lower.find(_CONTENT_LENGTH)
     if at >= 0:
         start = at + len(_CONTENT_LENGTH)
         length = int(lower[start : lower.index(_CRLF, start)])
-        if length:
-            await reader.readexactly(length)
-        return status, keep
+        body = await reader.readexactly(length) if length else b""
+        return status, keep, body if keep_body else b""
     at = lower.find(_TRANSFER_ENCODING)
     if at >= 0 and b"chunked" in lower[at : lower.index(_CRLF, at + 2)]:
         await _read_chunked(reader)
-        return status, keep
+        return status, keep, b""
     # No framing: the body runs to EOF, so the connection cannot be reused.
-    await reader.read()
-    return status, False
+    body = await reader.read()
+    return status, False, body if keep_body else b""
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> None:
@@ -202,6 +206,7 @@ class _Run:
         rate: float | None,
         warmup_s: float,
         connect_timeout_s: float,
+        on_response: OnResponse | None = None,
     ) -> None:
         """Validate parameters and zero the counters."""
         if mode not in ("closed", "open"):
@@ -220,6 +225,7 @@ class _Run:
         self.rate = rate if mode == "open" else None
         self.warmup_s = warmup_s
         self.connect_timeout_s = connect_timeout_s
+        self.on_response = on_response
         self.encoder = RequestEncoder(self.addr, port)
         self.next_index = 0
         self.sent = 0
@@ -273,6 +279,8 @@ class _Run:
         open_mode = self.mode == "open"
         interval = 1.0 / self.rate if self.rate else 0.0
         start = self.start
+        on_response = self.on_response
+        keep_body = on_response is not None
         backoff = 0.01
         try:
             while True:
@@ -317,7 +325,7 @@ class _Run:
                     # when the body was large enough to back up the transport.
                     if writer.transport.get_write_buffer_size() > 65536:
                         await writer.drain()
-                    status, keep = await read_response(reader, method == "HEAD")
+                    status, keep, reply = await read_response(reader, method == "HEAD", keep_body)
                     t_end = perf()
                 except (OSError, EOFError, ValueError, asyncio.LimitOverrunError, ProtocolError):
                     # OSError covers resets and connect timeouts, EOFError a short read,
@@ -338,6 +346,8 @@ class _Run:
                     self.completed += 1
                     latencies.append(t_end - t_start)
                     status_counts[status] = status_counts.get(status, 0) + 1
+                    if on_response is not None:
+                        on_response(i, status, reply)
                 if not keep:
                     writer.close()
                     conn = None
@@ -393,8 +403,10 @@ async def run_load(
     warmup_s: float = 0.0,
     grace_s: float = 5.0,
     connect_timeout_s: float = 5.0,
+    on_response: OnResponse | None = None,
 ) -> LoadResult:
-    """Drive host:port for warmup_s + duration_s (at most max_requests requests in all)."""
+    """Drive host:port for warmup_s + duration_s (at most max_requests requests in all);
+    `on_response`, when given, sees every measured response with its body."""
     run = _Run(
         host,
         port,
@@ -406,6 +418,7 @@ async def run_load(
         rate=rate,
         warmup_s=warmup_s,
         connect_timeout_s=connect_timeout_s,
+        on_response=on_response,
     )
     # Connect before the clock starts so handshakes do not pollute the first latencies; a
     # failed connection is retried (and counted) by its worker on its first request.

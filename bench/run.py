@@ -4,72 +4,78 @@ Writes bench/RESULTS.md (the table and the method) and bench/out/results.json (t
 Every server is started here on a free port against a throwaway redis-server, and each is stopped
 by its own pid when the run ends, also on Ctrl-C. Run as `python -m bench.run` from the project
 root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md alone.
+
+This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
+report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
+`contest_figure.py`, and what they share in `harness.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
-import math
 import os
 import platform
 import random
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import orjson
-import redis as sync_redis
 import uvloop
 from redis.asyncio import Redis
-from rideflow.rides import Rides
 
-from bench.loadgen import LoadResult, MakeRequest, RequestSpec, percentile, run_load
-from rideflow import keys
-from rideflow.cities import CityMap
+from bench import contest_figure, dispatch_bench, jobs_bench, offers_bench
+from bench.harness import (
+    CORES,
+    HOST,
+    HUGE_LIMIT,
+    JSON_HEADERS,
+    LOGS,
+    OUT,
+    ROOT,
+    SEED,
+    WARMUP_S,
+    CpuWatch,
+    Figure,
+    Processes,
+    Server,
+    SetupError,
+    Target,
+    brief,
+    failures,
+    free_port,
+    latency_summary,
+    make_fleet,
+    point_in_disc,
+    redis_url_of,
+    rideflow_env,
+    say,
+    seed_drivers,
+    services,
+    start_api,
+    start_redis,
+    wait_http,
+)
+from bench.loadgen import LoadResult, MakeRequest, RequestSpec, run_load
 from rideflow.config import Algorithm, RatePolicy, Settings
-from rideflow.connections import create_redis
-from rideflow.drivers import Drivers
 from rideflow.multiplex import MultiplexedRedis
 from rideflow.ratelimit import RateLimiter
-from rideflow.schemas import DriverCreate, DriverLocation, Point, RideCreate
 from rideflow.scripts import Scripts
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-LOGS = OUT / "logs"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 RESULTS_JSON = OUT / "results.json"
-RIDES_CSV = OUT / "dispatch_rides.csv"
 COMMAND = "make bench"
-
-HOST = "127.0.0.1"
-SHARED_REDIS_PORT = 6379  # the machine's own Redis: never used
-CITY = "blr"
-CENTRE = (12.9716, 77.5946)
-SEED = 20_251_123
-JSON_HEADERS = {"Content-Type": "application/json"}
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
-WARMUP_S = 1.0
-STALE_S = 300
-HUGE_LIMIT = 1_000_000_000
 
 # 1. POST /v1/rides
 RIDE_ROUNDS = 3
@@ -82,23 +88,6 @@ OPEN_CONNECTIONS = 32
 OPEN_DURATION_S = 10.0
 MAX_REQUESTS = 500_000
 
-# 2. dequeue -> ASSIGNED
-DRIVERS = 50_000
-SQUARE_KM = 30.0
-SEED_PARALLEL = 64  # the size of the client's connection pool
-POSITION_BATCH = 1000
-DISPATCH_RATE = 500.0
-DISPATCH_RIDES = 5000
-DISPATCH_CONCURRENCY = 32
-ASSIGN_WAIT_S = 30.0
-
-# 3. positions
-BATCH_SIZE = 500
-BATCH_BODIES = 100
-JITTER_DEG = 0.0005
-POSITION_CONNECTIONS = 6
-POSITION_DURATION_S = 6.0
-
 # 4. rate-limit check
 LIMIT_ROUNDS = 3
 LIMIT_DURATION_S = 4.0
@@ -107,20 +96,11 @@ LIMIT_PATH = "/v1/rides/blr-doesnotexist"
 LIMIT_CALLS = 5000
 LIMIT_WARM_CALLS = 200
 ALGORITHMS: tuple[Algorithm, ...] = ("fixed_window", "sliding_window", "token_bucket")
+FLEET_FIGURES = {"dispatch", "positions", "assign", "reject_next", "lapse"}
 
 
 # ---------------------------------------------------------------------------------------------
 # What is measured
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One line of the results table."""
-
-    key: str
-    figure: str
-    target: str
-
 
 TARGETS: dict[str, tuple[Target, ...]] = {
     "rides": (
@@ -129,10 +109,12 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         Target("rides_p99", "1. `POST /v1/rides` at 1,500 req/s offered", "p99 <= 10 ms"),
     ),
     "dispatch": (
-        Target("dispatch_p50", "2. dequeue -> ASSIGNED (50k drivers, 500/s)", "p50 <= 5 ms"),
-        Target("dispatch_p99", "2. dequeue -> ASSIGNED (50k drivers, 500/s)", "p99 <= 25 ms"),
-        Target("dispatch_all", "2. rides ASSIGNED / drivers with two rides", "5,000 / 0"),
-        Target("dispatch_queued", "2. queued -> ASSIGNED (information)", "-"),
+        Target("dispatch_p50", "2. dequeue -> OFFERED (50k drivers, 500/s)", "p50 <= 5 ms"),
+        Target("dispatch_p99", "2. dequeue -> OFFERED (50k drivers, 500/s)", "p99 <= 25 ms"),
+        Target(
+            "dispatch_all", "2. rides OFFERED / drivers with two rides; audit", "5,000 / 0; clean"
+        ),
+        Target("dispatch_queued", "2. queued -> OFFERED (information)", "-"),
     ),
     "positions": (
         Target("positions_rate", "3. positions, `POST /v1/drivers/locations`", ">= 25,000 /s"),
@@ -141,24 +123,51 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         Target("ratelimit_added", "4. rate-limit check added, end to end", "median <= 0.25 ms"),
         Target("ratelimit_call", "4. one `RateLimiter.hit` (information)", "-"),
     ),
+    "assign": (
+        Target(
+            "assign_p50", "5. `POST /v1/delivery/assign`, 50k drivers, 300 req/s", "p50 <= 3 ms"
+        ),
+        Target(
+            "assign_p99", "5. `POST /v1/delivery/assign`, 50k drivers, 300 req/s", "p99 <= 10 ms"
+        ),
+        Target("assign_all", "5. answers 200 / audit", "all / clean"),
+        Target("assign_client", "5. the same, client side (information)", "-"),
+    ),
+    "reject_next": (
+        Target("reject_p99", "6. reject -> next driver OFFERED (1,000 rides)", "p99 <= 500 ms"),
+    ),
+    "lapse": (
+        Target(
+            "lapse_one",
+            "7. offer lapse lateness, dispatchers killed -9 (a sole one, one of two)",
+            "<= 250 ms, every lapse due while a dispatcher runs",
+        ),
+        Target("lapse_away", "7. lapses due while no dispatcher ran (after a restart; info)", "-"),
+        Target("lapse_two", "7. the same, two dispatchers, one killed -9 (information)", "-"),
+    ),
+    "contested": (
+        Target("contest_double", "8. double assignments in contested attempts", "0"),
+        Target(
+            "contest_attempts",
+            "8. contested reservation attempts, workers killed -9",
+            ">= 1,000,000",
+        ),
+        Target("contest_flow", "8. what the attempts led to (information)", "-"),
+    ),
+    "jobs": (
+        Target(
+            "jobs_throughput",
+            "9. jobs processed with status tracking, 2 workers",
+            ">= 6,000 jobs/s",
+        ),
+        Target("jobs_submit_start", "9. submit -> start at 1,000 jobs/s", "p99 <= 5 ms"),
+        Target(
+            "jobs_kills",
+            "9. 30 `kill -9` of workers under 1,000 jobs/s",
+            "0 lost, 0 completed twice",
+        ),
+    ),
 }
-
-
-@dataclass(slots=True)
-class Figure:
-    """What one figure measured: a table cell per target (verdict None: for information)."""
-
-    cells: dict[str, tuple[str, bool | None]] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-class SetupError(RuntimeError):
-    """Something the benchmark needs could not be put in place: the whole run stops."""
-
-
-def say(text: str) -> None:
-    """Progress on stdout, at once."""
-    print(text, flush=True)
 
 
 async def measure(name: str, run: Awaitable[Figure], procs: Processes) -> Figure:
@@ -182,235 +191,6 @@ async def measure(name: str, run: Awaitable[Figure], procs: Processes) -> Figure
     return figure
 
 
-# ---------------------------------------------------------------------------------------------
-# Places in Bengaluru
-
-
-def offset(north_km: float, east_km: float) -> tuple[float, float]:
-    """The point this far north and east of the city centre, in degrees (6 decimals)."""
-    lat = CENTRE[0] + north_km / 110.574
-    lng = CENTRE[1] + east_km / (111.320 * math.cos(math.radians(CENTRE[0])))
-    return round(lat, 6), round(lng, 6)
-
-
-def point_in_disc(rng: random.Random, radius_km: float) -> tuple[float, float]:
-    """A point uniformly distributed within `radius_km` of the centre."""
-    r, angle = radius_km * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
-    return offset(r * math.cos(angle), r * math.sin(angle))
-
-
-def point_in_square(rng: random.Random, side_km: float) -> tuple[float, float]:
-    """A point uniformly distributed over a square centred on the centre."""
-    half = side_km / 2
-    return offset(rng.uniform(-half, half), rng.uniform(-half, half))
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = int(s.getsockname()[1])
-    if port == SHARED_REDIS_PORT:
-        raise SetupError("the kernel offered port 6379, which belongs to the machine's Redis")
-    return port
-
-
-@dataclass(slots=True)
-class Server:
-    """A process this run started, its port (0 when it listens on none) and its log."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        return self.proc.pid
-
-    def output(self) -> str:
-        """Everything the process wrote so far."""
-        return self.log_path.read_text("utf-8", errors="replace")
-
-    def check_alive(self) -> None:
-        """Raise SetupError, with the end of its log, if the process has exited."""
-        if self.proc.poll() is not None:
-            tail = "\n".join(self.output().splitlines()[-20:])
-            raise SetupError(
-                f"{self.name} (pid {self.pid}) exited with {self.proc.returncode}:\n{tail}"
-            )
-
-
-class Processes:
-    """Every process this run started, each stopped by its own pid."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.live: dict[int, Server] = {}
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], port: int = 0) -> Server:
-        """Start a process in its own session (a Ctrl-C reaches us, and we stop it)."""
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Server(name, proc, port, log_path)
-        self.live[proc.pid] = server
-        return server
-
-    def stop(self, server: Server) -> None:
-        """SIGTERM to its pid, SIGKILL if it is still there after a grace period."""
-        if self.live.pop(server.pid, None) is None:
-            return
-        if server.proc.poll() is None:
-            server.proc.terminate()
-            try:
-                server.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
-
-    def stop_all(self) -> None:
-        """Stop whatever is still running, the last started first."""
-        for server in reversed(list(self.live.values())):
-            self.stop(server)
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-CORES = len(os.sched_getaffinity(0))
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds a running process has used (0 once it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text.rsplit(")", 1)[1].split()  # fields from the 3rd on: utime, stime are 14, 15
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_cpu_s() -> tuple[float, float]:
-    """CPU seconds all cores spent busy, and stolen by the hypervisor, since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
-
-
-class CpuWatch:
-    """How much of the machine's CPU went to processes this run did not start, since created:
-    they compete with what is measured."""
-
-    def __init__(self, procs: Processes) -> None:
-        self.procs = procs
-        self.start = self._now()
-
-    def _now(self) -> tuple[float, float, float, float]:
-        times = os.times()
-        ours = times.user + times.system + times.children_user + times.children_system
-        ours += sum(process_cpu_s(pid) for pid in self.procs.live)
-        return (time.monotonic(), *machine_cpu_s(), ours)
-
-    def shares(self) -> dict[str, float]:
-        """Percent of all cores used by the benchmark, by other processes, and stolen."""
-        wall, busy, steal, ours = (b - a for a, b in zip(self.start, self._now(), strict=True))
-        capacity = max(wall * CORES, 1e-9)
-        return {
-            "benchmark_pct": round(100 * ours / capacity, 1),
-            "other_processes_pct": round(100 * max(0.0, busy - ours) / capacity, 1),
-            "steal_pct": round(100 * steal / capacity, 1),
-        }
-
-
-def start_redis(procs: Processes, directory: Path) -> Server:
-    """A throwaway redis-server: no persistence, loopback only, checked empty."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SetupError("redis-server is not installed (`make bench` installs it)")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    server = procs.start("redis", [*argv, "--dir", str(directory)], dict(os.environ), port)
-    client = sync_redis.Redis(host=HOST, port=port)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            server.check_alive()
-            try:
-                client.ping()
-                break
-            except sync_redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise SetupError(f"redis-server on port {port} did not answer") from None
-                time.sleep(0.02)
-        if client.dbsize() != 0:
-            raise SetupError(f"redis on port {port} is not empty: it is not ours")
-    finally:
-        client.close()
-    return server
-
-
-def rideflow_env(redis_url: str, *, rate_limit: bool = False) -> dict[str, str]:
-    """The environment of a RideFlow process; only rate limiting differs between processes."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEFLOW_")}
-    policy = {"algorithm": "token_bucket", "limit": HUGE_LIMIT, "window_s": 1}
-    env.update(
-        RIDEFLOW_REDIS_URL=redis_url,
-        RIDEFLOW_LOG_LEVEL="WARNING",
-        RIDEFLOW_RATE_LIMIT_ENABLED="true" if rate_limit else "false",
-        RIDEFLOW_RATE_POLICIES=json.dumps({"default": policy}),
-        RIDEFLOW_RATE_ROUTES="[]",
-        RIDEFLOW_DRIVER_STALE_S=str(STALE_S),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-async def wait_ready(server: Server, ready: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll `ready` until it holds; SetupError when the process dies or takes too long."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        server.check_alive()
-        if await ready():
-            return
-        if time.monotonic() > deadline:
-            raise SetupError(f"{server.name} (pid {server.pid}): timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_http(server: Server) -> None:
-    """Wait until `GET /healthz` answers 200."""
-    async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=1.0) as client:
-
-        async def healthy() -> bool:
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_ready(server, healthy, "GET /healthz")
-
-
-async def start_api(procs: Processes, name: str, env: dict[str, str]) -> Server:
-    """`rideflow api` on a free port, ready."""
-    port = free_port()
-    argv = [sys.executable, "-m", "rideflow", "api", "--port", str(port)]
-    server = procs.start(name, argv, {**env, "RIDEFLOW_PORT": str(port)}, port)
-    await wait_http(server)
-    return server
-
-
 async def start_baseline(procs: Processes, redis_url: str) -> Server:
     """The bare FastAPI + XADD app, served the way `rideflow api` serves (uvloop, httptools)."""
     port = free_port()
@@ -420,51 +200,6 @@ async def start_baseline(procs: Processes, redis_url: str) -> Server:
     server = procs.start("baseline", argv, rideflow_env(redis_url), port)
     await wait_http(server)
     return server
-
-
-async def start_dispatcher(procs: Processes, redis_url: str, redis: Redis) -> Server:
-    """`rideflow dispatcher`, ready once it logs its workers or blocks reading its stream (at
-    log level WARNING the start-up line is not printed, and Redis 7.0 only lists a consumer in
-    the group once it has read an entry, so the blocked client is what shows)."""
-    argv = [sys.executable, "-m", "rideflow", "dispatcher"]
-    argv += ["--concurrency", str(DISPATCH_CONCURRENCY)]
-    server = procs.start("dispatcher", argv, rideflow_env(redis_url))
-
-    async def reading() -> bool:
-        if "workers" in server.output():
-            return True
-        clients = await redis.client_list()
-        return any(c["name"] == "rideflow-dispatcher" and c["cmd"] == "xreadgroup" for c in clients)
-
-    await wait_ready(server, reading, "the dispatcher to read its stream")
-    return server
-
-
-# ---------------------------------------------------------------------------------------------
-# Load results
-
-
-def failures(result: LoadResult, status: int) -> int:
-    """Requests that did not get `status`: other statuses, errors, timeouts, unsent slots."""
-    return result.sent - result.status_counts.get(status, 0) + result.dropped
-
-
-def brief(result: LoadResult, status: int) -> str:
-    """One line about a load run."""
-    return (
-        f"{result.throughput:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms,"
-        f" {failures(result, status)} not {status}"
-    )
-
-
-def latency_summary(values_ms: Sequence[float]) -> dict[str, float]:
-    """Count, nearest-rank percentiles and max of latencies in ms."""
-    ordered = sorted(values_ms)
-    out: dict[str, float] = {"n": len(ordered)}
-    for name, pct in (("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0)):
-        out[name] = round(percentile(ordered, pct), 3)
-    out["max_ms"] = round(ordered[-1], 3) if ordered else 0.0
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,277 +304,6 @@ def rides_figure(ours: list[LoadResult], theirs: list[LoadResult], steady: LoadR
         f"p99 {steady.p99_ms:.2f} ms (p50 {steady.p50_ms:.2f}, p99.9 {steady.p999_ms:.2f},"
         f" max {steady.max_ms:.1f} ms; {steady.throughput:,.0f} req/s done; {bad_steady} not 202)",
         steady.p99_ms <= 10 and bad_steady == 0,
-    )
-    return figure
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. dequeue -> ASSIGNED
-
-Fleet = list[tuple[str, float, float]]
-
-
-@dataclass(slots=True)
-class Services:
-    """RideFlow's own services, in this process, on the throwaway Redis."""
-
-    redis: Redis
-    drivers: Drivers
-    rides: Rides
-
-
-@asynccontextmanager
-async def services(redis_url: str) -> AsyncIterator[Services]:
-    """The services with the settings the subprocesses get; the client is closed after."""
-    settings = Settings(
-        redis_url=redis_url, driver_stale_s=STALE_S, rate_limit_enabled=False, log_level="WARNING"
-    )
-    redis = create_redis(settings, "bench")
-    scripts = Scripts.register(redis)
-    cities = CityMap(settings.cities)
-    try:
-        yield Services(
-            redis,
-            Drivers(redis, scripts, settings, cities),
-            Rides(redis, scripts, settings, cities),
-        )
-    finally:
-        await redis.aclose()
-
-
-def make_fleet() -> Fleet:
-    """DRIVERS drivers spread uniformly over a SQUARE_KM square around the centre."""
-    rng = random.Random(SEED + 1)
-    return [(f"bench-d{i:05d}", *point_in_square(rng, SQUARE_KM)) for i in range(DRIVERS)]
-
-
-async def in_chunks(
-    items: Fleet, call: Callable[[tuple[str, float, float]], Awaitable[Any]]
-) -> None:
-    """`call` every item, SEED_PARALLEL at a time."""
-    for start in range(0, len(items), SEED_PARALLEL):
-        await asyncio.gather(*(call(item) for item in items[start : start + SEED_PARALLEL]))
-
-
-async def seed_drivers(svc: Services, fleet: Fleet) -> float:
-    """Register, place and take online every driver the way the API would; returns seconds."""
-    started = time.perf_counter()
-
-    async def create(driver: tuple[str, float, float]) -> None:
-        body = DriverCreate(id=driver[0], name=f"Driver {driver[0]}", rating=4.6, vehicle="KA01")
-        await svc.drivers.create(body)
-
-    async def go_online(driver: tuple[str, float, float]) -> None:
-        await svc.drivers.set_status(driver[0], "online")
-
-    await in_chunks(fleet, create)
-    for start in range(0, len(fleet), POSITION_BATCH):
-        batch = fleet[start : start + POSITION_BATCH]
-        done = await svc.drivers.record(
-            [DriverLocation(driver_id=d, lat=lat, lng=lng) for d, lat, lng in batch]
-        )
-        if done.rejected:
-            raise SetupError(f"seeding positions refused: {done.rejected[0]}")
-    await in_chunks(fleet, go_online)
-    pooled = await svc.redis.zcard(keys.pool(CITY))
-    if pooled != len(fleet):
-        raise SetupError(f"{pooled} drivers in the pool after seeding, not {len(fleet)}")
-    return time.perf_counter() - started
-
-
-async def paced_rides(rides: Rides) -> tuple[list[str], dict[str, float]]:
-    """Create DISPATCH_RIDES rides open loop at DISPATCH_RATE/s on a fixed schedule."""
-    rng = random.Random(SEED + 2)
-    bodies = []
-    for i in range(DISPATCH_RIDES):
-        (plat, plng), (dlat, dlng) = point_in_square(rng, SQUARE_KM), point_in_disc(rng, 10)
-        pickup, dropoff = Point(lat=plat, lng=plng), Point(lat=dlat, lng=dlng)
-        bodies.append(RideCreate(rider_id=f"rider-{i}", pickup=pickup, dropoff=dropoff))
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
-    tasks = []
-    worst_lag = 0.0
-    for i, body in enumerate(bodies):
-        delay = start + i / DISPATCH_RATE - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            worst_lag = max(worst_lag, -delay)
-        tasks.append(asyncio.create_task(rides.create(body)))
-    created = await asyncio.gather(*tasks)
-    elapsed = loop.time() - start
-    pacing = {
-        "rides": len(created),
-        "elapsed_s": round(elapsed, 3),
-        "achieved_per_s": round(len(created) / elapsed, 1),
-        "worst_schedule_lag_ms": round(worst_lag * 1000, 2),
-    }
-    return [ride_id for ride_id, _city in created], pacing
-
-
-async def ride_fields(redis: Redis, ride_ids: list[str], names: list[str]) -> list[list[Any]]:
-    """HMGET of `names` on every ride, in one pipeline."""
-    pipe = redis.pipeline(transaction=False)
-    for ride_id in ride_ids:
-        pipe.hmget(keys.ride(CITY, ride_id), names)
-    return cast(list[list[Any]], await pipe.execute())
-
-
-async def wait_settled(redis: Redis, ride_ids: list[str]) -> Counter[str]:
-    """Poll until every ride is ASSIGNED or no longer in flight, at most ASSIGN_WAIT_S."""
-    deadline = time.monotonic() + ASSIGN_WAIT_S
-    while True:
-        statuses = Counter(str(s) for (s,) in await ride_fields(redis, ride_ids, ["status"]))
-        in_flight = statuses["QUEUED"] + statuses["SEARCHING"]
-        if in_flight == 0 or time.monotonic() > deadline:
-            return statuses
-        await asyncio.sleep(0.2)
-
-
-async def double_assignments(redis: Redis, assigned: list[tuple[str, str]]) -> dict[str, int]:
-    """Drivers named by two ASSIGNED rides, and drivers whose hash names another ride."""
-    drivers = [driver for _ride, driver in assigned]
-    pipe = redis.pipeline(transaction=False)
-    for _ride, driver in assigned:
-        pipe.hget(keys.driver(CITY, driver), "ride")
-    held = await pipe.execute()
-    mismatched = sum(h != ride for (ride, _d), h in zip(assigned, held, strict=True))
-    return {"repeated_drivers": len(drivers) - len(set(drivers)), "mismatched_holders": mismatched}
-
-
-async def figure_dispatch(procs: Processes, svc: Services, redis_url: str) -> Figure:
-    """One dispatcher, rides created at a fixed rate, latencies from the rides' own stamps."""
-    dispatcher = await start_dispatcher(procs, redis_url, svc.redis)
-    try:
-        ride_ids, pacing = await paced_rides(svc.rides)
-        say(f"  created {pacing['rides']:,} rides at {pacing['achieved_per_s']:,.0f}/s")
-        statuses = await wait_settled(svc.redis, ride_ids)
-    finally:
-        procs.stop(dispatcher)
-    warnings = sum(" WARNING " in line for line in dispatcher.output().splitlines())
-    names = ["status", "driver", "t_QUEUED", "t_SEARCHING", "t_ASSIGNED"]
-    rows = await ride_fields(svc.redis, ride_ids, names)
-    write_rides_csv(ride_ids, names, rows)
-    done = [(rid, row) for rid, row in zip(ride_ids, rows, strict=True) if row[0] == "ASSIGNED"]
-    checks = await double_assignments(svc.redis, [(rid, row[1]) for rid, row in done])
-    dequeue = latency_summary([(int(r[4]) - int(r[3])) / 1000 for _rid, r in done])
-    queued = latency_summary([(int(r[4]) - int(r[2])) / 1000 for _rid, r in done])
-    say(f"  dequeue -> ASSIGNED {dequeue}; queued -> ASSIGNED {queued}")
-    raw = {
-        "pacing": pacing,
-        "statuses": dict(statuses),
-        "dequeue_to_assigned": dequeue,
-        "queued_to_assigned": queued,
-        "dispatcher_log_warnings": warnings,
-        **checks,
-    }
-    return dispatch_figure(raw, len(done))
-
-
-def write_rides_csv(ride_ids: list[str], names: list[str], rows: list[list[Any]]) -> None:
-    """Every ride's status, driver and stamps, for a closer look at slow ones."""
-    with RIDES_CSV.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["ride_id", *names])
-        writer.writerows([ride_id, *row] for ride_id, row in zip(ride_ids, rows, strict=True))
-
-
-def dispatch_figure(raw: dict[str, Any], assigned: int) -> Figure:
-    """Cells of figure 2: the targets hold only if every ride was assigned exactly once."""
-    dequeue, queued = raw["dequeue_to_assigned"], raw["queued_to_assigned"]
-    doubles = raw["repeated_drivers"] + raw["mismatched_holders"]
-    complete = assigned == DISPATCH_RIDES
-    caveat = "" if complete else f" (only {assigned:,} of {DISPATCH_RIDES:,} assigned)"
-    figure = Figure(raw=raw)
-    figure.cells["dispatch_p50"] = (
-        f"{dequeue['p50_ms']:.2f} ms{caveat}",
-        complete and dequeue["p50_ms"] <= 5,
-    )
-    figure.cells["dispatch_p99"] = (
-        f"{dequeue['p99_ms']:.2f} ms (p90 {dequeue['p90_ms']:.2f}, max {dequeue['max_ms']:.1f})"
-        f"{caveat}",
-        complete and dequeue["p99_ms"] <= 25,
-    )
-    others = {s: n for s, n in raw["statuses"].items() if s != "ASSIGNED"}
-    warned = raw["dispatcher_log_warnings"]
-    figure.cells["dispatch_all"] = (
-        f"{assigned:,} of {DISPATCH_RIDES:,}{f' (others: {others})' if others else ''} / {doubles}"
-        f"{f'; the dispatcher logged {warned} warnings' if warned else ''}",
-        complete and doubles == 0,
-    )
-    figure.cells["dispatch_queued"] = (
-        f"p50 {queued['p50_ms']:.2f} ms, p90 {queued['p90_ms']:.2f}, p99 {queued['p99_ms']:.2f},"
-        f" max {queued['max_ms']:.1f}",
-        None,
-    )
-    return figure
-
-
-# ---------------------------------------------------------------------------------------------
-# 3. positions
-
-
-def position_bodies(fleet: Fleet) -> list[bytes]:
-    """BATCH_BODIES bodies of BATCH_SIZE positions, each driver a few metres from its seed."""
-    rng = random.Random(SEED + 3)
-    bodies = []
-    for b in range(BATCH_BODIES):
-        chunk = [fleet[(b * BATCH_SIZE + j) % len(fleet)] for j in range(BATCH_SIZE)]
-        positions = [
-            {
-                "driver_id": driver,
-                "lat": round(lat + rng.uniform(-JITTER_DEG, JITTER_DEG), 6),
-                "lng": round(lng + rng.uniform(-JITTER_DEG, JITTER_DEG), 6),
-            }
-            for driver, lat, lng in chunk
-        ]
-        bodies.append(orjson.dumps({"positions": positions}))
-    return bodies
-
-
-async def check_batch(server: Server, body: bytes) -> None:
-    """One batch through httpx: every position accepted, none rejected."""
-    async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=10) as client:
-        reply = await client.post("/v1/drivers/locations", content=body, headers=JSON_HEADERS)
-    answer = reply.json() if reply.status_code == 200 else {}
-    if answer.get("accepted") != BATCH_SIZE or answer.get("rejected") != []:
-        raise RuntimeError(
-            f"a batch of {BATCH_SIZE} was not wholly accepted: {reply.status_code} "
-            f"{reply.text[:300]}"
-        )
-
-
-async def figure_positions(procs: Processes, redis_url: str, fleet: Fleet) -> Figure:
-    """Closed loop of 500-position batches; positions/s counts only 200 answers."""
-    bodies = position_bodies(fleet)
-    api = await start_api(procs, "api-positions", rideflow_env(redis_url))
-
-    def make(i: int) -> RequestSpec:
-        return ("POST", "/v1/drivers/locations", bodies[i % BATCH_BODIES], JSON_HEADERS)
-
-    try:
-        await check_batch(api, bodies[0])
-        result = await run_load(
-            HOST,
-            api.port,
-            make,
-            mode="closed",
-            connections=POSITION_CONNECTIONS,
-            duration_s=POSITION_DURATION_S,
-            warmup_s=WARMUP_S,
-            max_requests=MAX_REQUESTS,
-        )
-        await check_batch(api, bodies[-1])
-    finally:
-        procs.stop(api)
-    say(f"  {api.name}: {brief(result, 200)}")
-    rate = result.status_counts.get(200, 0) / result.elapsed_s * BATCH_SIZE
-    bad = failures(result, 200)
-    figure = Figure(raw={"load": result.as_dict(), "positions_per_s": round(rate, 1)})
-    figure.cells["positions_rate"] = (
-        f"{rate:,.0f} positions/s ({rate / BATCH_SIZE:,.1f} batches/s of {BATCH_SIZE},"
-        f" p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms; {bad} not 200)",
-        rate >= 25_000 and bad == 0,
     )
     return figure
 
@@ -972,13 +436,16 @@ async def flush(redis_url: str) -> None:
         await client.aclose()
 
 
-async def run_figures(procs: Processes, redis: Server, only: set[str]) -> dict[str, Figure]:
-    """Measure the selected figures in order; drivers are seeded once for figures 2 and 3."""
-    url = f"redis://{HOST}:{redis.port}/0"
+async def run_figures(
+    procs: Processes, redis: Server, tmp: Path, only: set[str]
+) -> dict[str, Figure]:
+    """Measure the selected figures; drivers are seeded once for figures 2, 3 and 5 to 7, and
+    figure 8 has a Redis of its own."""
+    url = redis_url_of(redis)
     figures: dict[str, Figure] = {}
     if "rides" in only:
         figures["rides"] = await measure("rides", figure_rides(procs, url), procs)
-    if only & {"dispatch", "positions"}:
+    if only & FLEET_FIGURES:
         await flush(url)
         fleet = make_fleet()
         async with services(url) as svc:
@@ -987,16 +454,30 @@ async def run_figures(procs: Processes, redis: Server, only: set[str]) -> dict[s
             say(f"  seeded in {seconds:.1f} s")
             if "dispatch" in only:
                 figures["dispatch"] = await measure(
-                    "dispatch", figure_dispatch(procs, svc, url), procs
+                    "dispatch", dispatch_bench.figure_dispatch(procs, svc, url), procs
                 )
                 figures["dispatch"].raw["seed_s"] = round(seconds, 1)
-        if "positions" in only:
-            figures["positions"] = await measure(
-                "positions", figure_positions(procs, url, fleet), procs
-            )
+            if "positions" in only:
+                figures["positions"] = await measure(
+                    "positions", dispatch_bench.figure_positions(procs, url, fleet), procs
+                )
+            for name, run in (
+                ("assign", offers_bench.figure_assign),
+                ("reject_next", offers_bench.figure_reject_next),
+                ("lapse", offers_bench.figure_lapse),
+            ):
+                if name in only:
+                    figures[name] = await measure(name, run(procs, svc, url), procs)
     if "ratelimit" in only:
         figures["ratelimit"] = await measure("ratelimit", figure_ratelimit(procs, url), procs)
-    return figures
+    if "contested" in only:
+        figures["contested"] = await measure(
+            "contested", contest_figure.figure_contest(procs, tmp), procs
+        )
+    if "jobs" in only:
+        await flush(url)
+        figures["jobs"] = await measure("jobs", jobs_bench.figure_jobs(procs, url), procs)
+    return {name: figures[name] for name in TARGETS if name in figures}
 
 
 def measure_all(only: set[str]) -> tuple[dict[str, Figure], dict[str, float]]:
@@ -1010,7 +491,7 @@ def measure_all(only: set[str]) -> tuple[dict[str, Figure], dict[str, float]]:
     ):
         try:
             redis = start_redis(procs, Path(tmp))
-            return runner.run(run_figures(procs, redis, only)), cpu.shares()
+            return runner.run(run_figures(procs, redis, Path(tmp), only)), cpu.shares()
         finally:
             procs.stop_all()  # before the Redis directory goes
 
@@ -1101,7 +582,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         " and a token-bucket `default` policy of 10^9 requests/s, rate limiting off unless"
         " stated. HTTP load comes from `bench/loadgen.py` (keep-alive HTTP/1.1, one request in"
         " flight per connection) running in the benchmark process, so the load generator, the"
-        f" server and Redis share the machine's {len(os.sched_getaffinity(0))} cores."
+        f" server and Redis share the machine's {CORES} cores."
         " Percentiles are nearest-rank over every post-warmup request; open-loop latency is"
         " counted from each request's scheduled send time, so a stalled server cannot hide its"
         " queueing (no coordinated omission).",
@@ -1124,28 +605,8 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         f" Bengaluru. Any answer other than 202 counts as a failure. Then open loop at"
         f" {OPEN_RATE:,.0f} req/s offered, {OPEN_CONNECTIONS} connections, {WARMUP_S:g} s warmup"
         f" + {OPEN_DURATION_S:g} s.",
-        f"2. **dequeue -> ASSIGNED.** Redis is flushed, then {DRIVERS:,} drivers are seeded{seeded}"
-        f" in this process with RideFlow's own `Drivers` service (`create`, `record` in batches"
-        f" of {POSITION_BATCH:,}, `set_status(online)`), uniformly over a {SQUARE_KM:g} x"
-        f" {SQUARE_KM:g} km square centred on 12.9716, 77.5946; all must be in the pool. One"
-        f" `rideflow dispatcher --concurrency {DISPATCH_CONCURRENCY}` process runs while"
-        f" {DISPATCH_RIDES:,} rides are created in this process with `Rides.create`, open loop at"
-        f" {DISPATCH_RATE:,.0f}/s (each at start + i/{DISPATCH_RATE:g} s, latency does not move"
-        f" the schedule), pickups uniform over the same square. After at most {ASSIGN_WAIT_S:g}"
-        f" s for every ride to settle, each ride hash is read in one pipeline: dequeue ->"
-        f" ASSIGNED is `t_ASSIGNED - t_SEARCHING` and queued -> ASSIGNED `t_ASSIGNED -"
-        f" t_QUEUED`, both stamped by Redis `TIME` inside RideFlow's Lua scripts. `t_SEARCHING` is"
-        f" stamped by `ride_begin`, the first script a dispatcher worker runs for a ride, so the"
-        f" time an entry waits in the dispatcher's in-process queue after `XREADGROUP` counts in"
-        f" queued -> ASSIGNED only. The sanity check counts ASSIGNED rides naming the same"
-        f" driver, and drivers whose `ride` field names another ride.",
-        f"3. **Positions.** One `rideflow api` process (rate limiting off) and the {DRIVERS:,}"
-        f" drivers of figure 2. {BATCH_BODIES} pre-built bodies of {BATCH_SIZE} positions"
-        f" (each driver once per cycle, a few metres from its seeded place) are cycled, closed"
-        f" loop, {POSITION_CONNECTIONS} connections, {WARMUP_S:g} s warmup +"
-        f" {POSITION_DURATION_S:g} s. positions/s = 200 answers/s x {BATCH_SIZE}. One batch"
-        f" sent with httpx before and one after must each answer `accepted` = {BATCH_SIZE} and"
-        f" `rejected` = [].",
+        dispatch_bench.dispatch_note(seeded),
+        dispatch_bench.positions_note(),
         f"4. **Rate-limit check.** (a, the verdict) Two `rideflow api` processes, identical but"
         f" for `RIDEFLOW_RATE_LIMIT_ENABLED` (true/false), measured alternately, {LIMIT_ROUNDS}"
         f" rounds each, one request at a time on one connection (closed loop, so no timer"
@@ -1158,6 +619,11 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         f" in a row per algorithm (after {LIMIT_WARM_CALLS} warm-up calls), limit 10^9 per"
         f" 60 s so every hit is admitted; the time is the whole awaited call, Redis round trip"
         f" included.",
+        offers_bench.assign_note(),
+        offers_bench.reject_note(),
+        offers_bench.lapse_note(),
+        contest_figure.contest_note(),
+        jobs_bench.jobs_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

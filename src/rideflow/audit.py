@@ -33,7 +33,13 @@ async def _hashes(
             for key in batch:
                 pipe.hmget(key, fields)
             values = cast(list[list[str | None]], await pipe.execute())
-        return list(zip(batch, values, strict=True))
+        # A hash that expired between the scan and the read (a finished order past its
+        # retention) comes back all None: it is gone, not broken.
+        return [
+            (key, vals)
+            for key, vals in zip(batch, values, strict=True)
+            if any(v is not None for v in vals)
+        ]
 
     async for key in redis.scan_iter(match=pattern, count=1000, _type="hash"):
         batch.append(str(key))
