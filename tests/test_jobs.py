@@ -313,3 +313,47 @@ async def test_twenty_thousand_jobs_three_workers_killed_and_restarted(
     )
     assert completions == {1: n}  # each job completed exactly once
     assert await redis.get(EFFECTS) == str(n)
+
+
+async def test_the_built_in_tasks_do_what_they_say(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    from rideflow.scripts import Scripts
+    from tests.conftest import BLR
+    from tests.fleet import add_driver, request_ride
+
+    api = services("api", settings)
+    services("jobs", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        await add_driver(c, "rated", BLR)
+        ride_id = await request_ride(c, BLR)
+        assert (await c.post(f"/v1/rides/{ride_id}/cancel")).status_code == 200
+        receipt = await wait_final(
+            c, await submit(c, "trip_receipt", payload={"order_id": ride_id})
+        )
+        assert receipt["status"] == "completed"
+        assert receipt["result"]["order_id"] == ride_id
+        assert receipt["result"]["status"] == "CANCELLED"
+        live = await request_ride(c, BLR, "rider-2")
+        early = await submit(c, "trip_receipt", payload={"order_id": live}, max_retries=0)
+        refused = await wait_final(c, early)
+        assert refused["status"] == "failed" and "not finished yet" in refused["error"]
+
+        job_id = await submit(
+            c, "update_driver_rating", payload={"driver_id": "rated", "rating": 4}
+        )
+        rated = await wait_final(c, job_id)
+        assert rated["result"] == {"driver_id": "rated", "rating": 4.0, "ratings": 1}
+        # The same job run again (its worker died after the step): applied once.
+        again = await Scripts.register(redis).driver_rate(
+            keys=[keys.driver("blr", "rated"), keys.driver_ratings("blr", "rated")],
+            args=[job_id, 4, 60],
+        )
+        assert again[0] == 0 and int(again[2]) == 1
+        other = await submit(c, "update_driver_rating", payload={"driver_id": "rated", "rating": 5})
+        assert (await wait_final(c, other))["result"]["rating"] == 4.5
+        assert (await c.get("/v1/drivers/rated")).json()["rating"] == 4.5
+
+        purged = await wait_final(c, await submit(c, "purge_expired"))
+        assert purged["status"] == "completed"
+        assert set(purged["result"]) == {"completed", "failed", "cancelled"}
