@@ -166,6 +166,27 @@ async def test_docs_show_every_endpoint_with_its_body(client: httpx.AsyncClient)
         ("/v1/drivers/{driver_id}/location", "put"),
         ("/v1/drivers/locations", "post"),
         ("/request-ride", "post"),
+        ("/v1/rides/{ride_id}/arriving", "post"),
+        ("/v1/rides/{ride_id}/picked-up", "post"),
+        ("/v1/rides/{ride_id}/complete", "post"),
+        ("/v1/rides/{ride_id}/events", "get"),
+        ("/v1/deliveries", "post"),
+        ("/v1/deliveries/{delivery_id}", "get"),
+        ("/v1/deliveries/{delivery_id}/delivered", "post"),
+        ("/v1/delivery/assign", "post"),
+        ("/v1/drivers/{driver_id}/offers", "get"),
+        ("/v1/offers/{offer_id}", "get"),
+        ("/v1/offers/{offer_id}/accept", "post"),
+        ("/v1/offers/{offer_id}/reject", "post"),
+        ("/v1/jobs", "post"),
+        ("/v1/jobs", "get"),
+        ("/v1/jobs/{job_id}", "get"),
+        ("/v1/jobs/{job_id}/cancel", "post"),
+        ("/v1/jobs/{job_id}/redrive", "post"),
+        ("/v1/jobs/dead", "get"),
+        ("/v1/jobs/stats", "get"),
+        ("/submit-job", "post"),
+        ("/job-status/{job_id}", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
     ]:
@@ -176,6 +197,8 @@ async def test_docs_show_every_endpoint_with_its_body(client: httpx.AsyncClient)
     ref = body["properties"]["pickup"]["$ref"].rsplit("/", 1)[1]
     assert ref in spec["components"]["schemas"]
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+    assign = paths["/v1/delivery/assign"]["post"]["requestBody"]["content"]["application/json"]
+    assert assign["schema"]["examples"][0]["order_id"] == "ORD_2847"
 
 
 async def test_empty_and_non_json_ride_bodies_are_422(
