@@ -357,3 +357,25 @@ async def test_the_built_in_tasks_do_what_they_say(
         purged = await wait_final(c, await submit(c, "purge_expired"))
         assert purged["status"] == "completed"
         assert set(purged["result"]) == {"completed", "failed", "cancelled"}
+
+
+async def test_jobs_whose_entries_share_an_id_across_queues_run_once_each(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    """Promoted together, a high and a default job get the same entry id in their streams."""
+    from datetime import UTC, timedelta
+
+    api = services("api", settings)
+    services("jobs", settings)
+    async with httpx.AsyncClient(base_url=api.url) as c:
+        seconds, _ = await redis.time()
+        at = (datetime.fromtimestamp(seconds, UTC) + timedelta(seconds=2)).isoformat()
+        body = {"payload": {"seconds": 0.5}, "run_at": at}
+        high = await submit(c, priority="high", **body)
+        low = await submit(c, priority="default", **body)
+        jobs = [await wait_final(c, high), await wait_final(c, low)]
+    entries = {await redis.hget(keys.job(j), "entry") for j in (high, low)}
+    assert len(entries) == 1  # the case this test is about did happen
+    for job in jobs:
+        assert job["status"] == "completed" and len(job["attempts"]) == 1
+        assert await redis.get(runs_key(job["job_id"])) == "1"

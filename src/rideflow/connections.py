@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import DataError
 
 from rideflow.config import Settings
 
@@ -26,18 +27,23 @@ class PackedConnection(Connection):
     packer, which costs more than Redis itself for scripts with many arguments (job batches)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        return [hiredis.pack_command(_split_name(args))]
+        return [_pack(args)]
 
     def pack_commands(self, commands: Iterable[Iterable[Any]]) -> list[bytes]:
-        return [b"".join(hiredis.pack_command(_split_name(tuple(c))) for c in commands)]
+        return [b"".join(_pack(tuple(c)) for c in commands)]
 
 
-def _split_name(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """redis-py sends some command names as one string ('XINFO GROUPS'); Redis wants words."""
+def _pack(args: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol. redis-py sends some command names as one string
+    ('XINFO GROUPS'); Redis wants words. A value Redis cannot take is a `DataError`, as with
+    redis-py's own packer."""
     first = args[0]
-    if isinstance(first, str) and " " in first:
-        return (*first.split(), *args[1:])
-    return args
+    if (isinstance(first, str) and " " in first) or (isinstance(first, bytes) and b" " in first):
+        args = (*first.split(), *args[1:])
+    try:
+        return bytes(hiredis.pack_command(args))
+    except TypeError as exc:
+        raise DataError(f"invalid input: {exc}") from exc
 
 
 def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0) -> Redis:

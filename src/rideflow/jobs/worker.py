@@ -47,6 +47,7 @@ PROMOTE_EVERY_S = 0.02
 HOUSEKEEPING_S = 5.0
 PURGE_EVERY = 12
 ERROR_PAUSE_S = 0.5
+STOP_WAIT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -87,13 +88,13 @@ class JobWorker:
         self.redis: Redis = create_redis(settings, "jobs", socket_timeout=10)
         self.scripts = Scripts.register(self.redis)
         self.counts: Counter[str] = Counter()
-        # Started attempts not yet recorded, by entry id: their claims are renewed, also while
-        # they wait for a slot.
-        self.running: dict[str, Running] = {}
+        # Started attempts not yet recorded, by (queue, entry id): their claims are renewed, also
+        # while they wait for a slot. The queues may hand out the same entry id.
+        self.running: dict[tuple[int, str], Running] = {}
         self.room = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(self.concurrency)  # handlers executing at once
-        self.outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self.outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()  # None: stop
         self.retry_base_ms = int(settings.job_retry_base_s * 1000)
         self.retry_max_ms = int(settings.job_retry_max_s * 1000)
 
@@ -105,29 +106,33 @@ class JobWorker:
         await self._ensure_groups()
         loops = [
             asyncio.create_task(self._guarded(loop))
-            for loop in (self._reclaim, self._renew, self._promote, self._housekeeping)
+            for loop in (self._renew, self._promote, self._housekeeping)
         ]
         finisher = asyncio.create_task(self._guarded(self._finish))
         reader = asyncio.create_task(self._guarded(self._read))
+        reclaimer = asyncio.create_task(self._guarded(self._reclaim))
         log.info(
             "job worker %s: %d at once, tasks %s", self.name, self.concurrency, self.registry.names
         )
         done_reading = asyncio.create_task(stop.wait())
         await asyncio.wait([reader, done_reading], return_when=asyncio.FIRST_COMPLETED)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        done_reading.cancel()
+        # Take nothing more (new entries or other workers' entries), then let running jobs end.
+        for task in (reader, reclaimer, done_reading):
+            task.cancel()
+        await asyncio.wait([reader, reclaimer], timeout=STOP_WAIT_S)
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=self.settings.job_grace_s)
         for task in self.tasks:
             task.cancel()  # left unacknowledged: reclaimed by another worker
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self._drain_outcomes()
-        finisher.cancel()
-        for task in loops:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=STOP_WAIT_S)
+        # The finisher records what is left, then stops at the sentinel (a cancel could be
+        # swallowed by a Redis call in flight).
+        await self.outcomes.put(None)
+        await asyncio.wait([finisher], timeout=STOP_WAIT_S)
+        for task in (finisher, *loops):
             task.cancel()
-        await asyncio.gather(finisher, *loops, return_exceptions=True)
+        await asyncio.wait([finisher, *loops], timeout=STOP_WAIT_S)
         await self.redis.aclose()
         summary = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "nothing done"
         log.info("job worker %s stopped: %s", self.name, summary)
@@ -170,7 +175,12 @@ class JobWorker:
                 entries += await self._xread({queue: ">"}, free - len(entries), None, i)
             if not entries:
                 if self.burst and await self._idle():
-                    return
+                    # A promotion may have queued a job since the reads above: look once more.
+                    entries = await self._xread({q: ">" for q in QUEUES}, free, None, 0)
+                    if not entries:
+                        return
+                    await self._start(entries, reclaimed=False)
+                    continue
                 block = 200 if self.burst else 1000
                 entries = await self._xread({q: ">" for q in QUEUES}, free, block, 0)
             if entries:
@@ -216,11 +226,16 @@ class JobWorker:
 
     async def _start(self, entries: list[tuple[int, str, str]], reclaimed: bool) -> None:
         """Start a batch in one step and run each started job in its own task."""
-        args: list[str | int] = [keys.JOBS_GROUP, self.name, self.settings.job_max_lost]
+        args: list[str | int] = [
+            keys.JOBS_GROUP,
+            self.name,
+            self.settings.job_max_lost,
+            self.settings.job_result_ttl_s,
+        ]
         job_keys = []
         for queue_no, entry_id, job_id in entries:
             args += [queue_no, entry_id, "1" if reclaimed else "0"]
-            job_keys.append(keys.job(job_id or "-"))
+            job_keys += [keys.job(job_id or "-"), keys.job_attempts(job_id or "-")]
         started = await self.scripts.job_start(
             keys=[
                 *QUEUES,
@@ -232,13 +247,12 @@ class JobWorker:
             ],
             args=args,
         )
-        queue_of = {entry_id: queue_no for queue_no, entry_id, _ in entries}
         now_ms = time.time() * 1000
-        for job_id, token, task, payload, timeout, _created, run_at, entry in started:
-            job = Running(job_id, int(token), task, payload, float(timeout), queue_of[entry], entry)
+        for job_id, token, task, payload, timeout, _created, run_at, entry, queue in started:
+            job = Running(job_id, int(token), task, payload, float(timeout), int(queue), entry)
             self.counts["started"] += 1
             self.counts["wait_ms_total"] += max(0, int(now_ms - float(run_at)))
-            self.running[entry] = job
+            self.running[(job.queue, entry)] = job
             task_ = asyncio.create_task(self._run(job))
             self.tasks.add(task_)
             task_.add_done_callback(self.tasks.discard)
@@ -267,20 +281,22 @@ class JobWorker:
         await self.outcomes.put(Outcome(job, ok, text, run_us))
 
     async def _finish(self) -> None:
-        """Record outcomes in batches: wait for one, take whatever else is ready."""
+        """Record outcomes in batches: wait for one, take whatever else is ready; return at the
+        stop sentinel, after recording what came before it."""
         while True:
-            batch = [await self.outcomes.get()]
-            while len(batch) < FINISH_BATCH and not self.outcomes.empty():
-                batch.append(self.outcomes.get_nowait())
-            await self._record(batch)
-
-    async def _drain_outcomes(self) -> None:
-        batch: list[Outcome] = []
-        while not self.outcomes.empty():
-            batch.append(self.outcomes.get_nowait())
-        if batch:
-            with contextlib.suppress(RedisError):
+            first = await self.outcomes.get()
+            batch = [] if first is None else [first]
+            stopping = first is None
+            while not stopping and len(batch) < FINISH_BATCH and not self.outcomes.empty():
+                item = self.outcomes.get_nowait()
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            if batch:
                 await self._record(batch)
+            if stopping:
+                return
 
     async def _record(self, batch: list[Outcome]) -> None:
         script_keys = [
@@ -325,7 +341,10 @@ class JobWorker:
             self._release(o.job)
 
     def _release(self, job: Running) -> None:
-        self.running.pop(job.entry, None)
+        """Forget an attempt once recorded (only that attempt: the same entry may have been
+        started again since, under a newer token)."""
+        if self.running.get((job.queue, job.entry)) is job:
+            del self.running[(job.queue, job.entry)]
         self.room.set()
 
     async def _reclaim(self) -> None:

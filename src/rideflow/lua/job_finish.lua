@@ -17,10 +17,10 @@ local out = {}
 for i = 10, #KEYS, 4 do
   local job, attempts, stats, recent = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
   local base = 6 + (i - 10) / 4 * 7
-  local id, token, queue = ARGV[base], ARGV[base + 1], KEYS[tonumber(ARGV[base + 2])]
+  local id, token = ARGV[base], ARGV[base + 1]
   local outcome, text, run_us = ARGV[base + 3], ARGV[base + 4], tonumber(ARGV[base + 5])
   local j = redis.call('HMGET', job, 'status', 'attempts', 'retries', 'max_retries', 'priority',
-    'run_at', 'started', 'worker', 'entry')
+    'run_at', 'started', 'worker', 'entry', 'queue')
   if j[1] ~= 'processing' or j[2] ~= token then
     out[#out + 1] = 'stale'
   else
@@ -28,7 +28,8 @@ for i = 10, #KEYS, 4 do
       finished = now_ms, outcome = outcome}
     if outcome ~= 'ok' then record.error = text end
     redis.call('RPUSH', attempts, cjson.encode(record))
-    redis.call('XACK', queue, ARGV[1], j[9])
+    -- Acknowledged where the job's own start recorded it (entry ids repeat across queues).
+    redis.call('XACK', KEYS[tonumber(j[10] or ARGV[base + 2])], ARGV[1], j[9])
     redis.call('ZREM', KEYS[6], id)
     local status
     if outcome == 'ok' then

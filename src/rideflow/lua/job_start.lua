@@ -4,15 +4,17 @@
 -- result will be refused), unless it has lost its worker too often, then it fails. Entries of
 -- jobs already finished or cancelled are acknowledged and skipped.
 -- KEYS[1..3] queue streams high, default, low, [4] dead-letter stream, [5] pending index,
---     [6] processing index, [7] failed index, then one job hash per job
--- ARGV[1] group, [2] worker name, [3] most reclaims before a job fails,
---     then per job: queue number (1..3), entry id, '1' when the entry was reclaimed
--- Returns per started job {id, token, task, payload, timeout s, created ms, run at ms, entry}.
+--     [6] processing index, [7] failed index, then per job: its hash, its attempts list
+-- ARGV[1] group, [2] worker name, [3] most reclaims before a job fails, [4] retention s of a
+--     finished job, then per job: queue number (1..3), entry id, '1' when the entry was reclaimed
+-- Returns per started job {id, token, task, payload, timeout s, created ms, run at ms, entry,
+-- queue number}. The queue and entry are kept in the job's hash: the queues may hand out the
+-- same entry id, so an entry is known by both.
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local out = {}
-for i = 8, #KEYS do
-  local base = 4 + (i - 8) * 3
+for i = 8, #KEYS, 2 do
+  local base = 5 + (i - 8) / 2 * 3
   local queue, entry, reclaimed = KEYS[tonumber(ARGV[base])], ARGV[base + 1], ARGV[base + 2]
   local j = redis.call('HMGET', KEYS[i], 'id', 'status', 'lost', 'task', 'payload', 'timeout',
     'created', 'run_at', 'attempts')
@@ -24,6 +26,12 @@ for i = 8, #KEYS do
     if lost > tonumber(ARGV[3]) then
       local why = 'lost its worker ' .. lost .. ' times'
       redis.call('HSET', KEYS[i], 'status', 'failed', 'error', why, 'finished', now_ms)
+      redis.call('RPUSH', KEYS[i + 1], cjson.encode({attempt = tonumber(j[9]),
+        worker = redis.call('HGET', KEYS[i], 'worker'), started = tonumber(
+        redis.call('HGET', KEYS[i], 'started') or now_ms), finished = now_ms,
+        outcome = 'error', error = why}))
+      redis.call('EXPIRE', KEYS[i], tonumber(ARGV[4]))
+      redis.call('EXPIRE', KEYS[i + 1], tonumber(ARGV[4]))
       local dead = redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'job', j[1],
         'task', j[4], 'error', why, 'at', now_ms)
       redis.call('HSET', KEYS[i], 'dead_entry', dead)
@@ -39,10 +47,10 @@ for i = 8, #KEYS do
   if start then
     local token = tonumber(j[9]) + 1
     redis.call('HSET', KEYS[i], 'status', 'processing', 'attempts', token, 'started', now_ms,
-      'worker', ARGV[2], 'entry', entry)
+      'worker', ARGV[2], 'entry', entry, 'queue', ARGV[base])
     redis.call('ZREM', KEYS[5], j[1])
     redis.call('ZADD', KEYS[6], now_ms, j[1])
-    out[#out + 1] = {j[1], token, j[4], j[5], j[6], j[7], j[8], entry}
+    out[#out + 1] = {j[1], token, j[4], j[5], j[6], j[7], j[8], entry, tonumber(ARGV[base])}
   end
 end
 return out
