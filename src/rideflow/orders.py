@@ -150,17 +150,7 @@ class Orders:
             "dropoff": f"{d.lat},{d.lng}",
             "strategy": body.strategy or city.strategy,
         }
-        idem = None
-        if idempotency_key is not None:
-            key = keys.idempotency(city.code, f"customer:{body.rider_id}", idempotency_key)
-            idem = (key, fingerprint(body.model_dump()))
-        outcome, ride_id = await self.enqueue(city.code, "ride", fields, idempotency=idem)
-        if outcome == -1:
-            raise Conflict(
-                f"Idempotency-Key {idempotency_key!r} was already used for a different request "
-                f"(ride {ride_id})"
-            )
-        return ride_id, city.code
+        return await self._create(city.code, "ride", body, body.rider_id, fields, idempotency_key)
 
     async def create_delivery(
         self, body: DeliveryCreate, idempotency_key: str | None = None
@@ -177,17 +167,32 @@ class Orders:
             fields["radius_m"] = body.radius_km * 1000
         if body.timeout_sec:
             fields["window_ms"] = body.timeout_sec * 1000
+        return await self._create(
+            city.code, "delivery", body, body.customer_id, fields, idempotency_key
+        )
+
+    async def _create(
+        self,
+        city: str,
+        kind: Kind,
+        body: RideCreate | DeliveryCreate,
+        customer: str,
+        fields: dict[str, str | int | float],
+        idempotency_key: str | None,
+    ) -> tuple[str, str]:
+        """Queue a customer's order; the same `Idempotency-Key` from the same customer returns
+        the first order, reused for a different request it is a conflict."""
         idem = None
         if idempotency_key is not None:
-            key = keys.idempotency(city.code, f"customer:{body.customer_id}", idempotency_key)
+            key = keys.idempotency(city, f"customer:{customer}", idempotency_key)
             idem = (key, fingerprint(body.model_dump()))
-        outcome, delivery_id = await self.enqueue(city.code, "delivery", fields, idempotency=idem)
+        outcome, order_id = await self.enqueue(city, kind, fields, idempotency=idem)
         if outcome == -1:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request "
-                f"(delivery {delivery_id})"
+                f"({kind} {order_id})"
             )
-        return delivery_id, city.code
+        return order_id, city
 
     def city_of(self, order_id: str, kind: Kind) -> str:
         """The city code an order id carries, or a 404."""

@@ -110,27 +110,7 @@ class Dispatcher:
     async def give_up(self, city: str, order_id: str, entry_id: str, reason: str) -> Outcome:
         """End an order NO_DRIVER_FOUND now with `reason` (its dispatch keeps failing),
         acknowledging its entry in the same step."""
-        reply = await self.scripts.order_retry(
-            keys=[
-                keys.order(city, order_id),
-                keys.requests(city),
-                keys.retries(city),
-                keys.order_events(city, order_id),
-                keys.city_events(city),
-            ],
-            args=[
-                order_id,
-                entry_id,
-                keys.DISPATCH_GROUP,
-                0,
-                0,
-                0,
-                self.settings.ride_retention_s,
-                "1",
-                reason,
-            ],
-        )
-        return Outcome(str(reply[0]))
+        return await self._retry_later(city, order_id, entry_id, give_up=True, reason=reason)
 
     async def _with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
         """The candidates with their ratings and recent speeds, read in one round trip."""
@@ -191,8 +171,16 @@ class Dispatcher:
         return None
 
     async def _retry_later(
-        self, city: str, order_id: str, entry_id: str, *, give_up: bool = False
+        self,
+        city: str,
+        order_id: str,
+        entry_id: str,
+        *,
+        give_up: bool = False,
+        reason: str = "no available driver within the search radius",
     ) -> Outcome:
+        """Schedule the next search, or end the order NO_DRIVER_FOUND: at its deadline (with
+        NO_DRIVER_REASON), or now when `give_up` (with `reason`)."""
         reply = await self.scripts.order_retry(
             keys=[
                 keys.order(city, order_id),
@@ -210,7 +198,7 @@ class Dispatcher:
                 random.random(),
                 self.settings.ride_retention_s,
                 "1" if give_up else "0",
-                "no available driver within the search radius" if give_up else NO_DRIVER_REASON,
+                reason if give_up else NO_DRIVER_REASON,
             ],
         )
         return Outcome(str(reply[0]))
