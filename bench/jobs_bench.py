@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 import orjson
@@ -34,7 +35,7 @@ from bench.harness import (
     start_api,
     wait_ready,
 )
-from bench.loadgen import RequestSpec, run_load
+from bench.loadgen import OnResponse, RequestSpec, run_load
 from rideflow import keys
 from rideflow.config import Settings
 from rideflow.connections import create_redis
@@ -174,24 +175,27 @@ async def throughput(procs: Processes, redis: Redis, redis_url: str) -> dict[str
     }
 
 
-def submit_bodies(n: int) -> list[bytes]:
-    body = {"task": "send_email", "payload": orjson.loads(SEND_EMAIL)}
-    return [orjson.dumps(body) for _ in range(n)]
+def submitter() -> tuple[Callable[[int], RequestSpec], OnResponse, list[str]]:
+    """`POST /v1/jobs` requests for the load generator, and the job ids they are answered
+    with (filled in as the 202s come)."""
+    body = orjson.dumps({"task": "send_email", "payload": orjson.loads(SEND_EMAIL)})
+    job_ids: list[str] = []
+
+    def make(_i: int) -> RequestSpec:
+        return ("POST", "/v1/jobs", body, JSON_HEADERS)
+
+    def seen(_i: int, status: int, answer: bytes) -> None:
+        if status == 202:
+            job_ids.append(str(orjson.loads(answer)["job_id"]))
+
+    return make, seen, job_ids
 
 
 async def submit_to_start(procs: Processes, redis: Redis, redis_url: str) -> dict[str, Any]:
     """Open loop at SUBMIT_RATE to `POST /v1/jobs` on one API process, 2 workers waiting; each
     job's start minus its creation, both stamped by Redis (ms) in the job's hash."""
     total = int(SUBMIT_RATE * (SUBMIT_DURATION_S + WARMUP_S)) + 1
-    bodies = submit_bodies(total)
-    job_ids: list[str] = []
-
-    def make(i: int) -> RequestSpec:
-        return ("POST", "/v1/jobs", bodies[i], JSON_HEADERS)
-
-    def seen(_i: int, status: int, body: bytes) -> None:
-        if status == 202:
-            job_ids.append(str(orjson.loads(body)["job_id"]))
+    make, seen, job_ids = submitter()
 
     workers = await start_workers(procs, redis, redis_url, THROUGHPUT_WORKERS, "jobs-lat")
     api = await start_api(procs, "api-jobs", rideflow_env(redis_url))
@@ -244,15 +248,7 @@ async def kills(procs: Processes, redis: Redis, redis_url: str) -> dict[str, Any
     successful attempt recorded."""
     rng = random.Random(SEED)
     total = int(KILL_RATE * (KILLS * KILL_EVERY_S + 5))
-    bodies = submit_bodies(total)
-    job_ids: list[str] = []
-
-    def make(i: int) -> RequestSpec:
-        return ("POST", "/v1/jobs", bodies[i], JSON_HEADERS)
-
-    def seen(_i: int, status: int, body: bytes) -> None:
-        if status == 202:
-            job_ids.append(str(orjson.loads(body)["job_id"]))
+    make, seen, job_ids = submitter()
 
     workers = await start_workers(procs, redis, redis_url, KILL_WORKERS, "jobs-k")
     api = await start_api(procs, "api-jobs-k", rideflow_env(redis_url))
