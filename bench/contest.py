@@ -25,14 +25,12 @@ from typing import Any
 import uvloop
 from redis.asyncio import Redis
 
-from rideflow.cities import CityMap
 from rideflow.config import Settings
-from rideflow.connections import create_redis
-from rideflow.dispatch.service import Dispatcher, Outcome
+from rideflow.dispatch.service import Outcome
 from rideflow.errors import RideflowError
-from rideflow.offers import Offers
-from rideflow.orders import Orders
-from rideflow.scripts import Arg, Lua, Scripts
+from rideflow.redis.connections import create_redis
+from rideflow.redis.scripts import Arg, Lua, Scripts
+from rideflow.services import build_services
 
 COUNTS_KEY = "bench:contest"
 CITY = "blr"
@@ -72,12 +70,9 @@ class Player:
         self.settings = settings
         self.redis: Redis = create_redis(settings, "contest")
         self.counts: Counter[str] = Counter()
-        scripts = Scripts.register(self.redis)
-        scripts = _with_counting(scripts, self.counts)
-        cities = CityMap(settings.cities)
-        self.orders = Orders(self.redis, scripts, settings, cities)
-        self.offers = Offers(self.redis, scripts, settings, cities)
-        self.dispatcher = Dispatcher(self.redis, scripts, settings)
+        scripts = _with_counting(Scripts.register(self.redis), self.counts)
+        svc = build_services(settings, self.redis, scripts=scripts)
+        self.orders, self.offers, self.dispatcher = svc.orders, svc.offers, svc.dispatcher
         self.window_s = settings.ride_offer_window_s
         self.seed = seed
         self.stop = asyncio.Event()

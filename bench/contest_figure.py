@@ -49,11 +49,11 @@ from bench.harness import (
     start_dispatcher,
     start_redis,
 )
-from bench.harness import Services as Svc
 from bench.verify import READ_COUNT, Verifier, stream_counts
-from rideflow import keys
+from rideflow.drivers.schemas import DriverCreate, DriverLocation
 from rideflow.errors import RideflowError
-from rideflow.schemas import DriverCreate, DriverLocation
+from rideflow.redis import keys
+from rideflow.services import Services as Svc
 
 TARGET_ATTEMPTS = 1_000_000
 LIMIT_S = 900.0  # the run stops here even short of the attempts, and says so

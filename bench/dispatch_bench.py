@@ -27,7 +27,6 @@ from bench.harness import (
     Fleet,
     Processes,
     Server,
-    Services,
     audit_city,
     brief,
     cancel_live,
@@ -42,10 +41,11 @@ from bench.harness import (
 )
 from bench.loadgen import RequestSpec, run_load
 from bench.verify import last_event_id, replay, verdict_text
-from rideflow import keys
-from rideflow.cities import CityMap
-from rideflow.orders import Orders
-from rideflow.schemas import Point, RideCreate
+from rideflow.orders.schemas import RideCreate
+from rideflow.orders.store import Orders
+from rideflow.redis import keys
+from rideflow.schemas import Point
+from rideflow.services import Services, build_services
 
 RIDES_CSV = OUT / "dispatch_rides.csv"
 MAX_REQUESTS = 500_000
@@ -132,7 +132,7 @@ async def double_offers(redis: Redis, offered: list[tuple[str, str]]) -> dict[st
 async def figure_dispatch(procs: Processes, svc: Services, redis_url: str) -> Figure:
     """One dispatcher, rides created at a fixed rate, latencies from the rides' own stamps."""
     settings = svc.settings.model_copy(update={"ride_offer_window_s": DISPATCH_WINDOW_S})
-    orders = Orders(svc.redis, svc.scripts, settings, CityMap(settings.cities))
+    orders = build_services(settings, svc.redis).orders
     after = await last_event_id(svc.redis)
     dispatcher = await start_dispatcher(procs, redis_url, svc.redis)
     try:
@@ -236,7 +236,7 @@ def dispatch_note(seeded: str) -> str:
         " first script a dispatcher worker runs for a ride, so the time an entry waits in the"
         " dispatcher's in-process queue after `XREADGROUP` counts in queued -> OFFERED only."
         " The sanity check counts OFFERED rides naming the same driver and drivers whose"
-        " `order` field names another ride, and runs `rideflow audit` (`rideflow.audit.audit`)"
+        " `order` field names another ride, and runs `rideflow audit`"
         " once the dispatcher has stopped; then every ride is cancelled, which frees its"
         " driver for the next figures."
     )

@@ -27,17 +27,14 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from bench.loadgen import LoadResult, percentile
-from rideflow import keys
-from rideflow.audit import audit
-from rideflow.cities import CityMap
 from rideflow.config import Settings
-from rideflow.connections import create_redis
-from rideflow.drivers import Drivers
+from rideflow.dispatch.audit import audit
+from rideflow.drivers.schemas import DriverCreate, DriverLocation
 from rideflow.errors import RideflowError
-from rideflow.offers import Offers
-from rideflow.orders import LIVE, Orders
-from rideflow.schemas import DriverCreate, DriverLocation
-from rideflow.scripts import Scripts
+from rideflow.orders.states import LIVE
+from rideflow.redis import keys
+from rideflow.redis.connections import create_redis
+from rideflow.services import Services, build_services
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -430,18 +427,6 @@ async def start_dispatcher(
 # RideFlow's services in this process
 
 
-@dataclass(slots=True)
-class Services:
-    """RideFlow's own services, in this process, on a throwaway Redis."""
-
-    redis: Redis
-    settings: Settings
-    scripts: Scripts
-    drivers: Drivers
-    orders: Orders
-    offers: Offers
-
-
 def bench_settings(redis_url: str, **overrides: Any) -> Settings:
     """The settings the subprocesses get, with `overrides`."""
     values: dict[str, Any] = {
@@ -459,17 +444,8 @@ async def services(redis_url: str, **overrides: Any) -> AsyncIterator[Services]:
     closed after."""
     settings = bench_settings(redis_url, **overrides)
     redis = create_redis(settings, "bench")
-    scripts = Scripts.register(redis)
-    cities = CityMap(settings.cities)
     try:
-        yield Services(
-            redis,
-            settings,
-            scripts,
-            Drivers(redis, scripts, settings, cities),
-            Orders(redis, scripts, settings, cities),
-            Offers(redis, scripts, settings, cities),
-        )
+        yield build_services(settings, redis)
     finally:
         await redis.aclose()
 

@@ -36,10 +36,10 @@ from bench.harness import (
     wait_ready,
 )
 from bench.loadgen import OnResponse, RequestSpec, run_load
-from rideflow import keys
 from rideflow.config import Settings
-from rideflow.connections import create_redis
-from rideflow.scripts import Scripts
+from rideflow.redis import keys
+from rideflow.redis.connections import create_redis
+from rideflow.redis.scripts import Scripts
 
 # 9a. throughput
 THROUGHPUT_JOBS = 60_000

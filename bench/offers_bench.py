@@ -31,7 +31,6 @@ from bench.harness import (
     Figure,
     Processes,
     Server,
-    Services,
     audit_city,
     cancel_live,
     latency_summary,
@@ -45,10 +44,11 @@ from bench.harness import (
 )
 from bench.loadgen import RequestSpec, run_load
 from bench.verify import freed_by, last_event_id, replay, verdict_text
-from rideflow import keys
-from rideflow.cities import CityMap
-from rideflow.orders import Orders
-from rideflow.schemas import Point, RideCreate
+from rideflow.orders.schemas import RideCreate
+from rideflow.orders.store import Orders
+from rideflow.redis import keys
+from rideflow.schemas import Point
+from rideflow.services import Services, build_services
 from rideflow.workers.dispatcher import SWEEP_LEASE_MS
 
 # 5. POST /v1/delivery/assign
@@ -493,7 +493,7 @@ async def figure_lapse(procs: Processes, svc: Services, redis_url: str) -> Figur
     """Rides whose offers nobody answers, so every offer lapses; one dispatcher killed -9 and
     replaced, then two with one of them killed -9 and replaced."""
     settings = svc.settings.model_copy(update={"ride_offer_window_s": LAPSE_WINDOW_S})
-    orders = Orders(svc.redis, svc.scripts, settings, CityMap(settings.cities))
+    orders = build_services(settings, svc.redis).orders
     after = await last_event_id(svc.redis)
     loop = asyncio.get_running_loop()
     first = await lapse_dispatcher(procs, svc, redis_url, "dispatcher-lapse-1")

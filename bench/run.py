@@ -68,10 +68,10 @@ from bench.harness import (
     wait_http,
 )
 from bench.loadgen import LoadResult, MakeRequest, RequestSpec, run_load
+from rideflow.api.ratelimit import RateLimiter
 from rideflow.config import Algorithm, RatePolicy, Settings
-from rideflow.multiplex import MultiplexedRedis
-from rideflow.ratelimit import RateLimiter
-from rideflow.scripts import Scripts
+from rideflow.redis.pipelined import PipelinedRedis
+from rideflow.redis.scripts import Scripts
 
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 RESULTS_JSON = OUT / "results.json"
@@ -378,7 +378,7 @@ async def limits_in_process(redis_url: str) -> dict[str, dict[str, float]]:
     settings = Settings(
         redis_url=redis_url, rate_policies=policies, rate_routes=[], rate_default_policy=None
     )
-    redis = MultiplexedRedis(redis_url, "bench-limits")  # as the API's limiter connects
+    redis = PipelinedRedis(redis_url, "bench-limits")  # as the API's limiter connects
     limiter = RateLimiter(Scripts.register(redis), settings)
     out: dict[str, dict[str, float]] = {}
     try:

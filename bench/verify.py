@@ -15,7 +15,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from bench.harness import CITY
-from rideflow import keys
+from rideflow.redis import keys
 
 READ_COUNT = 20_000
 FINAL = ("CANCELLED", "COMPLETED", "DELIVERED", "NO_DRIVER_FOUND")

@@ -14,7 +14,7 @@ import redis as sync_redis
 from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
-from rideflow.app import create_app
+from rideflow.api.app import create_app
 from rideflow.config import Settings
 from tests.servers import ApiService, DispatcherService, JobWorkerService, RedisServer, Service
 

@@ -9,9 +9,9 @@ import sys
 import httpx
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.audit import audit
 from rideflow.config import Settings
+from rideflow.dispatch.audit import audit
+from rideflow.redis import keys
 from tests.conftest import BLR, env_of
 from tests.fleet import add_driver, request_ride
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.audit import audit
 from rideflow.config import Settings
+from rideflow.dispatch.audit import audit
+from rideflow.redis import keys
 from tests.conftest import BLR, offset
 from tests.fleet import add_drivers
 from tests.servers import Service, wait_until

@@ -14,14 +14,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.audit import audit
-from rideflow.cities import CityMap
 from rideflow.config import Settings
+from rideflow.dispatch.audit import audit
 from rideflow.errors import Conflict, NotFound
-from rideflow.offers import Offers
-from rideflow.orders import Orders
-from rideflow.scripts import Scripts
+from rideflow.redis import keys
+from rideflow.services import build_services
 from tests.fleet import add_drivers
 from tests.servers import Service
 from tests.test_concurrency import post_rides, scatter
@@ -37,11 +34,9 @@ class Drivers:
     pending offers from the deadline set and answer through the same services the API uses."""
 
     def __init__(self, redis: Redis, settings: Settings, seed: int) -> None:
-        scripts = Scripts.register(redis)
-        cities = CityMap(settings.cities)
+        services = build_services(settings, redis)
         self.redis = redis
-        self.offers = Offers(redis, scripts, settings, cities)
-        self.orders = Orders(redis, scripts, settings, cities)
+        self.offers, self.orders = services.offers, services.orders
         self.rng = random.Random(seed)
         self.busy: set[str] = set()
         self.ignored: set[str] = set()

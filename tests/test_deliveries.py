@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.audit import audit
 from rideflow.config import Settings
+from rideflow.dispatch.audit import audit
+from rideflow.redis import keys
 from tests.conftest import BLR, offset
 from tests.fleet import add_driver, answer, finish, pending_offer, take, wait_for_status
 from tests.servers import Service

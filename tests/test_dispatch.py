@@ -9,11 +9,9 @@ from typing import Any
 
 import httpx
 
-from rideflow import keys
-from rideflow.cities import CityMap
 from rideflow.config import Settings
-from rideflow.orders import Orders
-from rideflow.scripts import Scripts
+from rideflow.redis import keys
+from rideflow.services import build_services
 from tests.conftest import BLR, offset
 from tests.fleet import add_driver, finish, request_ride, take, wait_for_status
 from tests.servers import Service, eventually, wait_until
@@ -175,15 +173,15 @@ async def test_poison_entries_go_to_the_dead_letter_stream(
     await redis.set("rf:{blr}:order:blr-broken", "not a hash")  # every script on it fails
     await redis.xadd(stream, {"ride": "blr-broken"})
     # An order whose dispatch keeps failing (its pickup cannot be searched from).
-    orders = Orders(redis, Scripts.register(redis), settings, CityMap(settings.cities))
+    orders = build_services(settings, redis).orders
     _, bad = await orders.enqueue(
         "blr", "ride", {"customer": "c", "pickup": "garbage", "dropoff": "1,1"}
     )
     dead = "rf:{blr}:requests:dead"
     await eventually(lambda: _has_entries(redis, dead, 3), 20, "three dead-lettered entries")
     entries = await redis.xrange(dead)
-    assert {e[1]["ride"] for e in entries} == {"", "blr-broken", bad}
-    assert "WRONGTYPE" in next(e[1]["error"] for e in entries if e[1]["ride"] == "blr-broken")
+    assert {e[1]["order"] for e in entries} == {"", "blr-broken", bad}
+    assert "WRONGTYPE" in next(e[1]["error"] for e in entries if e[1]["order"] == "blr-broken")
     # The failing order ends with the reason, instead of searching forever with nothing to move it.
     ended = await redis.hgetall(keys.order("blr", bad))
     assert ended["status"] == "NO_DRIVER_FOUND" and "dispatch failed" in ended["reason"]

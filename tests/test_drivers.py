@@ -10,9 +10,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.app import create_app
+from rideflow.api.app import create_app
 from rideflow.config import City, Settings
+from rideflow.redis import keys
 from tests.conftest import BLR, offset
 from tests.fleet import add_driver
 

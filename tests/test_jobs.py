@@ -17,8 +17,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.config import Settings
+from rideflow.redis import keys
 from tests.jobtasks import EFFECTS, runs_key
 from tests.servers import Service, eventually
 
@@ -318,7 +318,7 @@ async def test_twenty_thousand_jobs_three_workers_killed_and_restarted(
 async def test_the_built_in_tasks_do_what_they_say(
     settings: Settings, services: Callable[..., Service], redis: Redis
 ) -> None:
-    from rideflow.scripts import Scripts
+    from rideflow.redis.scripts import Scripts
     from tests.conftest import BLR
     from tests.fleet import add_driver, request_ride
 

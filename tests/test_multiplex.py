@@ -12,13 +12,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from rideflow.multiplex import MultiplexedRedis
-from rideflow.scripts import Scripts
+from rideflow.redis.pipelined import PipelinedRedis
+from rideflow.redis.scripts import Scripts
 from tests.servers import RedisServer, eventually
 
 
 async def test_concurrent_calls_get_their_own_replies(flushed: RedisServer) -> None:
-    mux = MultiplexedRedis(flushed.url, "test")
+    mux = PipelinedRedis(flushed.url, "test")
     try:
         replies = await asyncio.gather(
             *(mux.execute_command("INCRBY", f"k{i % 7}", i) for i in range(2000))
@@ -39,7 +39,7 @@ async def test_concurrent_calls_get_their_own_replies(flushed: RedisServer) -> N
 
 async def test_outage_fails_fast_then_heals_and_reloads_scripts(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "r").start()
-    mux = MultiplexedRedis(server.url, "test")
+    mux = PipelinedRedis(server.url, "test")
     try:
         scripts = Scripts.register(mux)
         reply = await scripts.rate_fixed_window(keys=["rl"], args=[5, 60_000])
@@ -67,7 +67,7 @@ async def test_outage_fails_fast_then_heals_and_reloads_scripts(tmp_path: Path) 
 
 async def test_a_frozen_redis_times_out_and_later_replies_stay_in_order(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "r").start()
-    mux = MultiplexedRedis(server.url, "test", reply_timeout=0.3)
+    mux = PipelinedRedis(server.url, "test", reply_timeout=0.3)
     try:
         await mux.execute_command("SET", "a", "1")
         assert server.proc is not None
@@ -93,7 +93,7 @@ async def test_password_and_database_are_set_before_any_command(tmp_path: Path) 
         admin = sync_redis.Redis(port=server.port)
         admin.config_set("requirepass", "s3cret")
         admin.close()
-        mux = MultiplexedRedis(f"redis://:s3cret@127.0.0.1:{server.port}/3", "test")
+        mux = PipelinedRedis(f"redis://:s3cret@127.0.0.1:{server.port}/3", "test")
         try:
             await asyncio.gather(*(mux.execute_command("SET", f"k{i}", i) for i in range(50)))
             assert await mux.execute_command("CLIENT", "GETNAME") == "rideflow-test"
@@ -102,7 +102,7 @@ async def test_password_and_database_are_set_before_any_command(tmp_path: Path) 
         check = sync_redis.Redis(port=server.port, password="s3cret", db=3)
         assert check.dbsize() == 50
         check.close()
-        wrong = MultiplexedRedis(f"redis://:nope@127.0.0.1:{server.port}/0", "test")
+        wrong = PipelinedRedis(f"redis://:nope@127.0.0.1:{server.port}/0", "test")
         with pytest.raises(RedisConnectionError, match="handshake"):
             await wrong.execute_command("PING")
         await wrong.aclose()

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.config import Settings
+from rideflow.redis import keys
+from rideflow.services import build_services
 from tests.conftest import BLR, offset
 from tests.fleet import (
     add_driver,
@@ -289,9 +290,7 @@ async def test_an_answer_after_the_deadline_is_refused_and_lapses_the_offer_itse
     on even when every sweeper is down."""
     from asgi_lifespan import LifespanManager
 
-    from rideflow.app import create_app
-    from rideflow.dispatch.service import Dispatcher
-    from rideflow.scripts import Scripts
+    from rideflow.api.app import create_app
 
     settings = settings.model_copy(update={"ride_offer_window_s": 0.2, "ride_deadline_s": 30.0})
     app = create_app(settings)
@@ -300,7 +299,7 @@ async def test_an_answer_after_the_deadline_is_refused_and_lapses_the_offer_itse
         async with httpx.AsyncClient(transport=transport, base_url="http://rideflow") as c:
             await add_driver(c, "late", offset(*BLR, north_m=100))
             ride_id = await request_ride(c, BLR)
-            dispatcher = Dispatcher(redis, Scripts.register(redis), settings)
+            dispatcher = build_services(settings, redis).dispatcher
             outcome = await dispatcher.handle("blr", ride_id)
             assert outcome.status == "OFFERED" and outcome.offer is not None
             offer = await pending_offer(c, "late")
@@ -319,7 +318,7 @@ async def test_an_answer_after_the_deadline_is_refused_and_lapses_the_offer_itse
             assert await redis.zcard(keys.offers_due("blr")) == 0
             # The order is back on the stream for the next search.
             entries = await redis.xrange(keys.requests("blr"))
-            assert [e[1]["ride"] for e in entries] == [ride_id, ride_id]
+            assert [e[1]["order"] for e in entries] == [ride_id, ride_id]
 
 
 async def redis_past_ms(redis: Redis, deadline_ms: int) -> bool:

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from rideflow.api.middleware import client_address
+from rideflow.api.ratelimit import RateLimiter
 from rideflow.config import RatePolicy, Settings
-from rideflow.middleware import client_address
-from rideflow.ratelimit import RateLimiter
-from rideflow.scripts import Scripts
+from rideflow.redis.scripts import Scripts
 from tests.servers import raw_get
 
 ALGORITHMS = ["fixed_window", "sliding_window", "token_bucket"]
@@ -80,7 +80,7 @@ async def test_headers_on_admitted_and_refused(
 ) -> None:
     from asgi_lifespan import LifespanManager
 
-    from rideflow.app import create_app
+    from rideflow.api.app import create_app
 
     app = create_app(limited(settings, algorithm, limit=2, window_s=60))
     async with LifespanManager(app) as manager:
@@ -101,7 +101,7 @@ async def test_headers_on_admitted_and_refused(
 async def test_trusted_proxy_forwards_the_client_address(settings: Settings, redis: Redis) -> None:
     from asgi_lifespan import LifespanManager
 
-    from rideflow.app import create_app
+    from rideflow.api.app import create_app
 
     # The in-process transport's peer is 127.0.0.1: trust it as a proxy.
     s = limited(settings, "fixed_window", limit=2, window_s=60, trusted_proxies=["127.0.0.0/8"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rideflow import keys
 from rideflow.cities import CityMap, distance_m
 from rideflow.config import City, Settings
 from rideflow.dispatch.matcher import Candidate, eta_s, rank
+from rideflow.redis import keys
 
 BLR = City(code="blr", name="Bengaluru", lat=12.9716, lng=77.5946, radius_km=30)
 MYS = City(code="mys", name="Mysuru", lat=12.2958, lng=76.6394, radius_km=20)

@@ -29,7 +29,7 @@ def api(
     settings = Settings()
     logs.configure(settings.log_level)
     uvicorn.run(
-        "rideflow.app:create_app",
+        "rideflow.api.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -80,7 +80,7 @@ def jobs(
 ) -> None:
     """Run background jobs until SIGTERM or Ctrl-C: running jobs get `RIDEFLOW_JOB_GRACE_S` to
     finish, the rest are left for other workers."""
-    from rideflow.jobs.worker import JobWorker
+    from rideflow.workers.jobs import JobWorker
 
     settings = Settings()
     logs.configure(settings.log_level)
@@ -116,8 +116,8 @@ def audit(
 ) -> None:
     """Report any driver with two active orders, any order with two drivers, any offer or lease
     past its deadline still held, any order in no known state; exit 1 when there is one."""
-    from rideflow.audit import audit as run_audit
-    from rideflow.connections import create_redis
+    from rideflow.dispatch.audit import audit as run_audit
+    from rideflow.redis.connections import create_redis
 
     settings = Settings()
 
@@ -140,7 +140,7 @@ def check() -> None:
     """Exit 0 when the configured Redis answers, 1 otherwise."""
     import redis
 
-    from rideflow.connections import redis_url
+    from rideflow.redis.connections import redis_url
 
     try:
         redis.Redis.from_url(redis_url(Settings()), socket_connect_timeout=2).ping()

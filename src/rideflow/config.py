@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+log = logging.getLogger(__name__)
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket"]
 Strategy = Literal["nearest", "rating", "eta"]
 
@@ -93,7 +96,11 @@ class Settings(BaseSettings):
     offer_sweep_s: float = Field(default=0.05, gt=0, le=0.2)
     retry_base_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=8.0, gt=0)
-    ride_retention_s: int = Field(default=86_400, gt=0)
+    order_retention_s: int = Field(
+        default=86_400,
+        gt=0,
+        description="How long a finished order, its events and its offers are kept in Redis",
+    )
     claim_idle_ms: int = Field(default=30_000, gt=0)
     retry_lease_ms: int = Field(default=30_000, gt=0)
     dispatcher_concurrency: int = Field(default=16, gt=0)
@@ -122,6 +129,18 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=512 * 1024, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_variables(cls, data: Any) -> Any:
+        """Environment variables renamed in this release are still read, with a warning."""
+        if not isinstance(data, dict):
+            return data
+        for old, field in RENAMED_VARIABLES.items():
+            if old in os.environ and field not in data and _env_name(field) not in os.environ:
+                log.warning("%s is deprecated; set %s instead", old, _env_name(field))
+                data[field] = os.environ[old]
+        return data
+
     @field_validator("search_radii_km")
     @classmethod
     def _radii_ascending(cls, radii: list[float]) -> list[float]:
@@ -145,7 +164,56 @@ class Settings(BaseSettings):
             ipaddress.ip_network(proxy, strict=False)
         return self
 
+    def deadline_ms(self, kind: str) -> int:
+        """How long an order of this kind may search before NO_DRIVER_FOUND."""
+        seconds = self.ride_deadline_s if kind == "ride" else self.delivery_deadline_s
+        return int(seconds * 1000)
+
+    def offer_window_ms(self, kind: str) -> int:
+        """How long a driver has to answer an offer of this kind (a delivery may set its own)."""
+        seconds = self.ride_offer_window_s if kind == "ride" else self.delivery_offer_window_s
+        return int(seconds * 1000)
+
+    @property
+    def stale_ms(self) -> int:
+        """A driver silent this long is never matched."""
+        return int(self.driver_stale_s * 1000)
+
+    @property
+    def retry_base_ms(self) -> int:
+        return int(self.retry_base_s * 1000)
+
+    @property
+    def retry_max_ms(self) -> int:
+        return int(self.retry_max_s * 1000)
+
+    @property
+    def job_retry_base_ms(self) -> int:
+        return int(self.job_retry_base_s * 1000)
+
+    @property
+    def job_retry_max_ms(self) -> int:
+        return int(self.job_retry_max_s * 1000)
+
+    @cached_property
+    def search_radii_m(self) -> list[float]:
+        """The search steps in metres."""
+        return [r * 1000 for r in self.search_radii_km]
+
+    @cached_property
+    def city_speed_mps(self) -> dict[str, float]:
+        """Each city's speed for ETAs, in m/s."""
+        return {c.code: c.speed_kmh / 3.6 for c in self.cities}
+
     @cached_property
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The trusted proxies, parsed once."""
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
+
+
+RENAMED_VARIABLES = {"RIDEFLOW_RIDE_RETENTION_S": "order_retention_s"}
+"""Old environment variable -> the field it now sets; read for one release."""
+
+
+def _env_name(field: str) -> str:
+    return f"RIDEFLOW_{field.upper()}"

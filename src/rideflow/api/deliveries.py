@@ -9,19 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
+from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, idempotency_key
+from rideflow.api.jsonc import strip_comments
 from rideflow.api.problems import responses
 from rideflow.api.steps import OrderId, add_steps
-from rideflow.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, idempotency_key
-from rideflow.jsonc import strip_comments
-from rideflow.orders import Orders
-from rideflow.schemas import (
-    AssignRequest,
-    AssignResponse,
-    DeliveryAccepted,
-    DeliveryCreate,
-    DeliveryEvents,
-    DeliveryView,
-)
+from rideflow.dispatch.schemas import AssignRequest, AssignResponse
+from rideflow.orders.schemas import DeliveryAccepted, DeliveryCreate, DeliveryEvents, DeliveryView
+from rideflow.orders.store import Orders
 
 router = APIRouter(tags=["deliveries"])
 _schema = AssignRequest.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -6,19 +6,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from rideflow.api.deps import DriversDep, OffersDep
 from rideflow.api.problems import responses
-from rideflow.deps import DriversDep, OffersDep
-from rideflow.schemas import (
-    ID_PATTERN,
+from rideflow.dispatch.schemas import DriverOffers
+from rideflow.drivers.schemas import (
     DriverCreate,
     DriverLocation,
-    DriverOffers,
     DriverStatusUpdate,
     DriverView,
     Location,
     LocationBatch,
     LocationBatchResult,
 )
+from rideflow.schemas import ID_PATTERN
 
 router = APIRouter(prefix="/v1/drivers", tags=["drivers"])
 DriverId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.responses import Response
 
-from rideflow.deps import RedisDep
-from rideflow.errors import problem
-from rideflow.schemas import Health
+from rideflow.api.deps import RedisDep
+from rideflow.api.problems import problem
 
 router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
 
 
 @router.get("/healthz", response_model=Health, summary="The process is up")

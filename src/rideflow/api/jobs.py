@@ -1,5 +1,4 @@
-"""Background jobs: submit, follow, cancel, list, dead letters and re-drive, statistics; and the
-original job service's two endpoints."""
+"""Background jobs: submit, follow, cancel, list, dead letters and re-drive, statistics."""
 
 from __future__ import annotations
 
@@ -7,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from rideflow.api.deps import IDEMPOTENCY_DOC, JobsDep, idempotency_key
 from rideflow.api.problems import responses
-from rideflow.deps import IDEMPOTENCY_DOC, JobsDep, idempotency_key
 from rideflow.jobs.schemas import (
     DeadLetters,
     JobCreated,
@@ -17,9 +16,6 @@ from rideflow.jobs.schemas import (
     JobStatus,
     JobSubmit,
     JobView,
-    SeedJobCreated,
-    SeedJobStatus,
-    SeedJobSubmit,
 )
 
 router = APIRouter(tags=["jobs"])
@@ -103,26 +99,3 @@ async def cancel_job(job_id: JobId, jobs: JobsDep) -> JobView:
 )
 async def redrive_job(job_id: JobId, jobs: JobsDep) -> JobView:
     return await jobs.redrive(job_id)
-
-
-@router.post(
-    "/submit-job",
-    status_code=202,
-    response_model=SeedJobCreated,
-    responses=responses(422),
-    tags=["compatibility"],
-    summary="Submit a job with the original body (same as POST /v1/jobs with defaults)",
-)
-async def seed_submit(body: SeedJobSubmit, jobs: JobsDep) -> SeedJobCreated:
-    return SeedJobCreated(job_id=await jobs.submit(JobSubmit(task=body.task)))
-
-
-@router.get(
-    "/job-status/{job_id}",
-    response_model=SeedJobStatus,
-    responses=responses(404),
-    tags=["compatibility"],
-    summary="A job's status and retries, as the original job service shows them",
-)
-async def seed_status(job_id: JobId, jobs: JobsDep) -> SeedJobStatus:
-    return SeedJobStatus.model_validate(await jobs.brief(job_id))

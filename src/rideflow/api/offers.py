@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from rideflow.api.deps import OffersDep
 from rideflow.api.problems import responses
-from rideflow.deps import OffersDep
-from rideflow.schemas import ID_PATTERN, OfferAnswer, OfferAnswered, OfferView
+from rideflow.dispatch.schemas import OfferAnswer, OfferAnswered, OfferView
+from rideflow.schemas import ID_PATTERN
 
 router = APIRouter(prefix="/v1/offers", tags=["offers"])
 OfferId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]

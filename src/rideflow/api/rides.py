@@ -7,11 +7,11 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
+from rideflow.api.deps import IDEMPOTENCY_DOC, OrdersDep, idempotency_key, orders_of
 from rideflow.api.problems import responses
 from rideflow.api.steps import OrderId, add_steps
-from rideflow.deps import IDEMPOTENCY_DOC, OrdersDep, idempotency_key, orders_of
-from rideflow.orders import Orders
-from rideflow.schemas import RideAccepted, RideCreate, RideEvents, RideView
+from rideflow.orders.schemas import RideAccepted, RideCreate, RideEvents, RideView
+from rideflow.orders.store import Orders
 
 router = APIRouter(prefix="/v1/rides", tags=["rides"])
 # Documented by hand because create_ride parses its body itself; `Point` is in the components

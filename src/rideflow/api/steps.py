@@ -9,10 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
+from rideflow.api.deps import OrdersDep
 from rideflow.api.problems import responses
-from rideflow.deps import OrdersDep
-from rideflow.orders import KIND_STEPS, STEPS, Kind, Orders
-from rideflow.schemas import ID_PATTERN, DriverStep
+from rideflow.orders.schemas import DriverStep
+from rideflow.orders.states import KIND_STEPS, STEPS, Kind
+from rideflow.orders.store import Orders
+from rideflow.schemas import ID_PATTERN
 
 OrderId = Annotated[str, Path(min_length=1, max_length=96, pattern=ID_PATTERN)]
 

@@ -7,8 +7,8 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.dispatch.matcher import Candidate
+from rideflow.redis import keys
 
 
 def pairs(flat: Sequence[Any]) -> list[Candidate]:

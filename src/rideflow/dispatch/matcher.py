@@ -43,8 +43,3 @@ def rank(strategy: str, candidates: list[Candidate], default_speed_mps: float) -
 def needs_profiles(strategy: str) -> bool:
     """Whether ranking needs the drivers' ratings and speeds (one more read)."""
     return strategy != "nearest"
-
-
-def kmh_to_mps(kmh: float) -> float:
-    """km/h in m/s."""
-    return kmh / 3.6

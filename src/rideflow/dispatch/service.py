@@ -9,14 +9,11 @@ from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.config import Settings
 from rideflow.dispatch.geo import nearby, pairs
-from rideflow.dispatch.matcher import Candidate, kmh_to_mps, needs_profiles, rank
-from rideflow.scripts import Scripts
-
-DEFAULT_SPEED_MPS = kmh_to_mps(20.0)
-
+from rideflow.dispatch.matcher import Candidate, needs_profiles, rank
+from rideflow.redis import keys
+from rideflow.redis.scripts import Scripts
 
 NO_DRIVER_REASON = "no available driver within the search radius before the deadline"
 
@@ -49,11 +46,6 @@ class Dispatcher:
 
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings):
         self.redis, self.scripts, self.settings = redis, scripts, settings
-        self.radii_m = [r * 1000 for r in settings.search_radii_km]
-        self.stale_ms = int(settings.driver_stale_s * 1000)
-        self.retry_base_ms = int(settings.retry_base_s * 1000)
-        self.retry_max_ms = int(settings.retry_max_s * 1000)
-        self.city_speed_mps = {c.code: kmh_to_mps(c.speed_kmh) for c in settings.cities}
 
     async def handle(
         self, city: str, order_id: str, entry_id: str = "", *, once: bool = False
@@ -79,16 +71,16 @@ class Dispatcher:
                 order_id,
                 entry_id,
                 keys.DISPATCH_GROUP,
-                self.radii_m[0],
+                self.settings.search_radii_m[0],
                 self.settings.search_count,
-                self.settings.ride_retention_s,
+                self.settings.order_retention_s,
             ],
         )
         if begun[0] != "SEARCHING":
             return Outcome(begun[0])
         lat, _, lng = begun[1].partition(",")
         strategy, widest, count = str(begun[2]), begun[3], int(begun[4])
-        radii = self.radii_m
+        radii = self.settings.search_radii_m
         if widest:
             radii = [r for r in radii if r < float(widest)] + [float(widest)]
         for i, radius in enumerate(radii):
@@ -101,7 +93,7 @@ class Dispatcher:
                 continue
             if needs_profiles(strategy):
                 found = await self._with_profiles(city, found)
-            ranked = rank(strategy, found, self.city_speed_mps.get(city, DEFAULT_SPEED_MPS))
+            ranked = rank(strategy, found, self.settings.city_speed_mps[city])
             outcome = await self._reserve(city, order_id, entry_id, ranked)
             if outcome is not None:
                 return outcome
@@ -131,10 +123,10 @@ class Dispatcher:
             order_id,
             entry_id,
             keys.DISPATCH_GROUP,
-            self.stale_ms,
+            self.settings.stale_ms,
             offer_id,
             self.settings.offer_lease_grace_ms,
-            self.settings.ride_retention_s,
+            self.settings.order_retention_s,
         ]
         candidate_keys: list[str] = []
         for c in ranked:
@@ -193,10 +185,10 @@ class Dispatcher:
                 order_id,
                 entry_id,
                 keys.DISPATCH_GROUP,
-                self.retry_base_ms,
-                self.retry_max_ms,
+                self.settings.retry_base_ms,
+                self.settings.retry_max_ms,
                 random.random(),
-                self.settings.ride_retention_s,
+                self.settings.order_retention_s,
                 "1" if give_up else "0",
                 reason if give_up else NO_DRIVER_REASON,
             ],

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from rideflow.config import Settings
 from rideflow.errors import Unprocessable
-from rideflow.scripts import Scripts
+from rideflow.redis.scripts import Scripts
 
 Handler = Callable[[Any, "JobContext"], Awaitable[Any]]
 

@@ -115,24 +115,3 @@ class JobStats(BaseModel):
     counts: dict[str, int] = Field(description="Jobs per status (finished ones while retained)")
     tasks: dict[str, TaskStats]
     known_tasks: list[str]
-
-
-class SeedJobSubmit(Body):
-    """`POST /submit-job` exactly as the original job service takes it."""
-
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"task": "send_email"}]}
-    )
-
-    task: str = Field(pattern=TASK_PATTERN)
-
-
-class SeedJobCreated(BaseModel):
-    job_id: str
-
-
-class SeedJobStatus(BaseModel):
-    job_id: str
-    task: str
-    status: JobStatus
-    retries: int

@@ -1,5 +1,5 @@
 """The job store: submit, read, list, cancel, dead letters and re-drive, statistics. Every
-status change is one Lua step; workers (`rideflow.jobs.worker`) make the rest."""
+status change is one Lua step; workers (`rideflow.workers.jobs`) make the rest."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.config import Settings
 from rideflow.errors import Conflict, NotFound
+from rideflow.idempotency import fingerprint
 from rideflow.jobs.registry import Registry
 from rideflow.jobs.schemas import (
     DeadLetter,
@@ -27,9 +27,9 @@ from rideflow.jobs.schemas import (
     Priority,
     TaskStats,
 )
-from rideflow.orders import fingerprint
-from rideflow.scripts import Scripts
-from rideflow.timefmt import from_ms, to_ms
+from rideflow.redis import keys
+from rideflow.redis.clock import from_ms, to_ms
+from rideflow.redis.scripts import Scripts
 
 STATUSES: tuple[JobStatus, ...] = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")

@@ -9,8 +9,9 @@ from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, Field
 
-from rideflow import keys
 from rideflow.jobs.registry import REGISTRY, JobContext
+from rideflow.orders.states import DONE
+from rideflow.redis import keys
 from rideflow.schemas import ID_PATTERN
 
 log = logging.getLogger("rideflow.jobs.tasks")
@@ -65,7 +66,7 @@ async def trip_receipt(payload: TripReceipt, ctx: JobContext) -> dict[str, Any]:
     order = cast(dict[str, str], await ctx.redis.hgetall(keys.order(city, payload.order_id)))
     if not order:
         raise LookupError(f"no order {payload.order_id}")
-    if order["status"] not in ("COMPLETED", "DELIVERED", "CANCELLED"):
+    if order["status"] not in (*DONE, "CANCELLED"):
         raise RuntimeError(f"order {payload.order_id} is {order['status']}, not finished yet")
     receipt = {
         "order_id": payload.order_id,

@@ -87,6 +87,6 @@ if live then
     't_SEARCHING', at)
   redis.call('HDEL', KEYS[2], 'pickup_m')
   emit('SEARCHING', 'driver', driver, 'offer', ARGV[2], 'outcome', outcome, 'reason', reason)
-  redis.call('XADD', KEYS[9], '*', 'ride', order_id)
+  redis.call('XADD', KEYS[9], '*', 'order', order_id)
 end
 return {outcome, at, detail}

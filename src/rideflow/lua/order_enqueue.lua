@@ -31,7 +31,7 @@ if ARGV[3] == 'direct' then
   redis.call('HSET', KEYS[1], 't_SEARCHING', at)
   redis.call('ZADD', KEYS[5], math.floor(now_us / 1000) + tonumber(ARGV[4]), ARGV[1])
 else
-  redis.call('XADD', KEYS[2], '*', 'ride', ARGV[1])
+  redis.call('XADD', KEYS[2], '*', 'order', ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'status', status)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 128, '*', 'status', 'QUEUED', 'at', at)

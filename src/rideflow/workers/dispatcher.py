@@ -25,15 +25,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from rideflow import keys
-from rideflow.cities import CityMap
 from rideflow.config import Settings
-from rideflow.connections import create_redis
-from rideflow.dispatch.service import Dispatcher
-from rideflow.offers import Offers
-from rideflow.runtime import freeze_startup_objects
-from rideflow.scripts import Scripts
-from rideflow.streams import trim_acknowledged
+from rideflow.process import freeze_startup_objects
+from rideflow.redis import keys
+from rideflow.redis.connections import create_redis
+from rideflow.redis.streams import trim_acknowledged
+from rideflow.services import build_services
 
 log = logging.getLogger("rideflow.dispatcher")
 
@@ -50,11 +47,11 @@ SWEEP_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
-class Job:
-    """One ride to handle, from the stream (with its entry id) or from the retry set."""
+class WorkItem:
+    """One order to dispatch, from the stream (with its entry id) or from the retry set."""
 
     city: str
-    ride_id: str
+    order_id: str
     entry_id: str = ""
 
 
@@ -73,13 +70,16 @@ class DispatcherWorker:
         )
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.counts: Counter[str] = Counter()
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=concurrency * 2)
+        self.queue: asyncio.Queue[WorkItem] = asyncio.Queue(maxsize=concurrency * 2)
         self.redis: Redis = create_redis(
             settings, "dispatcher", socket_timeout=READ_BLOCK_MS / 1000 + 5
         )
-        self.scripts = Scripts.register(self.redis)
-        self.dispatcher = Dispatcher(self.redis, self.scripts, settings)
-        self.offers = Offers(self.redis, self.scripts, settings, CityMap(settings.cities))
+        services = build_services(settings, self.redis)
+        self.scripts, self.dispatcher, self.offers = (
+            services.scripts,
+            services.dispatcher,
+            services.offers,
+        )
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set, then finish queued rides within the grace period."""
@@ -155,8 +155,8 @@ class DispatcherWorker:
                     await self.queue.put(self._job(city, entry_id, fields))
 
     @staticmethod
-    def _job(city: str, entry_id: str, fields: dict[str, str]) -> Job:
-        return Job(city, fields.get("ride", ""), entry_id)
+    def _job(city: str, entry_id: str, fields: dict[str, str]) -> WorkItem:
+        return WorkItem(city, keys.order_in(fields), entry_id)
 
     async def _reclaim(self, city: str) -> None:
         """Take over entries another consumer has held longer than the claim timeout."""
@@ -186,8 +186,8 @@ class DispatcherWorker:
             due = await self.scripts.due_claim(
                 keys=[keys.retries(city)], args=[self.settings.retry_lease_ms, self.concurrency]
             )
-            for ride_id in due:
-                await self.queue.put(Job(city, ride_id))
+            for order_id in due:
+                await self.queue.put(WorkItem(city, order_id))
             if len(due) < self.concurrency:
                 await asyncio.sleep(RETRY_POLL_S)
 
@@ -226,65 +226,65 @@ class DispatcherWorker:
 
     async def _work(self, index: int) -> None:
         while True:
-            job = await self.queue.get()
+            item = await self.queue.get()
             try:
-                if not job.ride_id:
-                    raise ValueError("stream entry names no ride")
-                outcome = await self.dispatcher.handle(job.city, job.ride_id, job.entry_id)
+                if not item.order_id:
+                    raise ValueError("stream entry names no order")
+                outcome = await self.dispatcher.handle(item.city, item.order_id, item.entry_id)
                 self.counts[outcome.status] += 1
                 if outcome.driver is not None:
                     log.info(
-                        "Worker %d → Driver %s assigned (ride %s, %.0f m, offered)",
+                        "Worker %d → Driver %s assigned (order %s, %.0f m, offered)",
                         index,
                         outcome.driver.driver_id,
-                        job.ride_id,
+                        item.order_id,
                         outcome.driver.distance_m,
                     )
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 # Not acknowledged: the entry is reclaimed after the claim timeout.
                 self.counts["redis_errors"] += 1
-                log.warning("worker %d: ride %s: %s", index, job.ride_id, exc)
+                log.warning("worker %d: order %s: %s", index, item.order_id, exc)
             except Exception as exc:
                 self.counts["errors"] += 1
-                log.exception("worker %d: ride %s failed", index, job.ride_id)
+                log.exception("worker %d: order %s failed", index, item.order_id)
                 with contextlib.suppress(RedisError):
-                    await self._after_failure(job, exc)
+                    await self._after_failure(item, exc)
             finally:
                 self.queue.task_done()
 
-    async def _after_failure(self, job: Job, exc: Exception) -> None:
+    async def _after_failure(self, item: WorkItem, exc: Exception) -> None:
         """Leave a failed order for another try, unless it has failed MAX_DELIVERIES times:
         then its entry goes to the city's dead-letter stream and the order ends NO_DRIVER_FOUND
         with the error as its reason, so that it neither loops forever, nor holds back the
         stream's trimming, nor sits searching with nothing left to move it."""
-        stream = keys.requests(job.city)
-        if job.entry_id:
+        stream = keys.requests(item.city)
+        if item.entry_id:
             pending = await self.redis.xpending_range(
-                stream, keys.DISPATCH_GROUP, min=job.entry_id, max=job.entry_id, count=1
+                stream, keys.DISPATCH_GROUP, min=item.entry_id, max=item.entry_id, count=1
             )
             if not pending:
                 return  # settled meanwhile, by another dispatcher
-            if job.ride_id and int(pending[0]["times_delivered"]) < MAX_DELIVERIES:
+            if item.order_id and int(pending[0]["times_delivered"]) < MAX_DELIVERIES:
                 return
             await self.redis.xadd(
-                keys.dead_requests(job.city),
+                keys.dead_requests(item.city),
                 {
-                    "ride": job.ride_id,
-                    "entry": job.entry_id,
+                    "order": item.order_id,
+                    "entry": item.entry_id,
                     "error": f"{type(exc).__name__}: {exc}"[:500],
                 },
             )
         else:
-            failures = await self.redis.hincrby(keys.order(job.city, job.ride_id), "failures", 1)
+            failures = await self.redis.hincrby(keys.order(item.city, item.order_id), "failures", 1)
             if failures < MAX_DELIVERIES:
                 return  # its retry lease runs out and it is tried again
         reason = f"dispatch failed {MAX_DELIVERIES} times: {type(exc).__name__}: {exc}"[:300]
         try:
-            await self.dispatcher.give_up(job.city, job.ride_id, job.entry_id, reason)
+            await self.dispatcher.give_up(item.city, item.order_id, item.entry_id, reason)
         except ResponseError:
-            if job.entry_id:  # the order itself is unreadable: at least stop redelivering it
-                await self.redis.xack(stream, keys.DISPATCH_GROUP, job.entry_id)
+            if item.entry_id:  # the order itself is unreadable: at least stop redelivering it
+                await self.redis.xack(stream, keys.DISPATCH_GROUP, item.entry_id)
         self.counts["dead_lettered"] += 1
         log.error(
-            "order %s given up after %d failures: %s", job.ride_id or "?", MAX_DELIVERIES, exc
+            "order %s given up after %d failures: %s", item.order_id or "?", MAX_DELIVERIES, exc
         )

@@ -9,9 +9,9 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from rideflow import keys
 from rideflow.config import RatePolicy, Settings
-from rideflow.scripts import Scripts
+from rideflow.redis import keys
+from rideflow.redis.scripts import Scripts
 
 
 @dataclass(frozen=True, slots=True)

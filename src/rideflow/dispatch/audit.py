@@ -14,8 +14,9 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.orders import HOLDING, STATUSES
+from rideflow.orders.states import HOLDING, STATUSES
+from rideflow.redis import keys
+from rideflow.redis.keys import order_in
 
 BATCH = 500
 LATE_MS = 1_000
@@ -119,7 +120,7 @@ async def _stranded(
             list[tuple[str, dict[str, str]]],
             await redis.xrange(keys.requests(city), min=start, count=10_000),
         )
-        queued |= {f.get("ride", "") for _, f in entries}
+        queued |= {order_in(f) for _, f in entries}
         if len(entries) < 10_000:
             break
         start = "(" + entries[-1][0]

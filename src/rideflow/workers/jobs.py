@@ -28,15 +28,15 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from rideflow import keys
 from rideflow.config import Settings
-from rideflow.connections import create_redis
 from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from rideflow.jobs.registry import REGISTRY, JobContext, Registry
 from rideflow.jobs.store import RECENT_KEPT, purge
-from rideflow.runtime import freeze_startup_objects
-from rideflow.scripts import Scripts
-from rideflow.streams import trim_acknowledged
+from rideflow.process import freeze_startup_objects
+from rideflow.redis import keys
+from rideflow.redis.connections import create_redis
+from rideflow.redis.scripts import Scripts
+from rideflow.redis.streams import trim_acknowledged
 
 log = logging.getLogger("rideflow.jobs")
 
@@ -95,8 +95,6 @@ class JobWorker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(self.concurrency)  # handlers executing at once
         self.outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()  # None: stop
-        self.retry_base_ms = int(settings.job_retry_base_s * 1000)
-        self.retry_max_ms = int(settings.job_retry_max_s * 1000)
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set (or, in burst mode, until there is nothing left to do), then
@@ -311,8 +309,8 @@ class JobWorker:
         args: list[str | int | float] = [
             keys.JOBS_GROUP,
             self.settings.job_result_ttl_s,
-            self.retry_base_ms,
-            self.retry_max_ms,
+            self.settings.job_retry_base_ms,
+            self.settings.job_retry_max_ms,
             RECENT_KEPT,
         ]
         for o in batch:

@@ -1,73 +1,30 @@
-"""Orders, rides and deliveries alike: acceptance onto the city queue, reads, event history, and
-the steps of the state machine
-
-    QUEUED -> SEARCHING -> OFFERED -> ACCEPTED -> DRIVER_ARRIVING -> PICKED_UP -> COMPLETED
-                                                                             (DELIVERED)
-plus CANCELLED from any live state and NO_DRIVER_FOUND. Dispatchers move an order up to OFFERED,
-the driver's answer to ACCEPTED (see `offers.py`), the driver and the customer the rest."""
+"""The order store, rides and deliveries alike: acceptance onto the city queue, reads, event
+history, and the steps people make (the state machine itself is `rideflow.orders.states`)."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from dataclasses import dataclass
-from typing import Literal, cast, get_args
+from typing import cast
 
-import orjson
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.cities import CityMap, area_text
 from rideflow.config import City, Settings
 from rideflow.errors import Conflict, NotFound, Unprocessable
-from rideflow.schemas import (
+from rideflow.idempotency import IDEMPOTENCY_TTL_S, fingerprint
+from rideflow.orders.schemas import (
     DeliveryCreate,
     DeliveryView,
     DriverBrief,
     OrderEvent,
-    OrderStatus,
-    Point,
     RideCreate,
     RideView,
 )
-from rideflow.scripts import Scripts
-from rideflow.timefmt import from_us
-
-Kind = Literal["ride", "delivery"]
-IDEMPOTENCY_TTL_S = 86_400
-STATUSES: tuple[str, ...] = get_args(OrderStatus)
-LIVE = ("QUEUED", "SEARCHING", "OFFERED", "ACCEPTED", "DRIVER_ARRIVING", "PICKED_UP")
-HOLDING = ("OFFERED", "ACCEPTED", "DRIVER_ARRIVING", "PICKED_UP")
-"""The statuses in which an order holds its driver."""
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One move of the state machine that a person makes (not a dispatcher)."""
-
-    target: str
-    sources: tuple[str, ...]
-    final: bool
-    by_driver: bool
-    verb: str
-
-
-STEPS: dict[str, Step] = {
-    "arriving": Step("DRIVER_ARRIVING", ("ACCEPTED",), False, True, "marked arriving"),
-    "picked-up": Step("PICKED_UP", ("DRIVER_ARRIVING",), False, True, "picked up"),
-    "complete": Step("COMPLETED", ("PICKED_UP",), True, True, "completed"),
-    "delivered": Step("DELIVERED", ("PICKED_UP",), True, True, "delivered"),
-    "cancel": Step("CANCELLED", LIVE, True, False, "cancelled"),
-}
-KIND_STEPS: dict[str, tuple[str, ...]] = {
-    "ride": ("arriving", "picked-up", "complete", "cancel"),
-    "delivery": ("arriving", "picked-up", "delivered", "cancel"),
-}
-
-
-def fingerprint(body: object) -> str:
-    """What an idempotency key is bound to: the request it first came with."""
-    return hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]
+from rideflow.orders.states import STATUSES, STEPS, Kind, illegal_step_text
+from rideflow.redis import keys
+from rideflow.redis.clock import from_us
+from rideflow.redis.scripts import Scripts
+from rideflow.schemas import Point
 
 
 class Orders:
@@ -75,15 +32,6 @@ class Orders:
 
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, cities: CityMap):
         self.redis, self.scripts, self.settings, self.cities = redis, scripts, settings, cities
-        self.stale_ms = int(settings.driver_stale_s * 1000)
-        self.deadline_ms: dict[str, int] = {
-            "ride": int(settings.ride_deadline_s * 1000),
-            "delivery": int(settings.delivery_deadline_s * 1000),
-        }
-        self.window_ms: dict[str, int] = {
-            "ride": int(settings.ride_offer_window_s * 1000),
-            "delivery": int(settings.delivery_offer_window_s * 1000),
-        }
 
     def city_of_pickup(self, pickup: Point, field: str = "pickup") -> City:
         """The city whose service area holds the pickup, or a 422 that lists the areas."""
@@ -121,7 +69,7 @@ class Orders:
             script_keys.append(key)
         args: list[str | int | float] = [
             order_id,
-            self.deadline_ms[kind],
+            self.settings.deadline_ms(kind),
             "direct" if direct else "queue",
             self.settings.retry_lease_ms,
             IDEMPOTENCY_TTL_S,
@@ -130,7 +78,7 @@ class Orders:
             "kind",
             kind,
             "window_ms",
-            self.window_ms[kind],
+            self.settings.offer_window_ms(kind),
         ]
         for name, value in fields.items():
             args.extend((name, value))
@@ -320,17 +268,14 @@ class Orders:
                     offer or "",
                     (driver_id or "") if step.by_driver else "",
                     "1" if step.final else "0",
-                    self.stale_ms,
-                    self.settings.ride_retention_s,
+                    self.settings.stale_ms,
+                    self.settings.order_retention_s,
                 ],
             )
             if outcome[0] == "OK":
                 return
             if outcome[0] == "ILLEGAL":
-                raise Conflict(
-                    f"{kind} {order_id} is {outcome[1]}; only a {kind} that is "
-                    f"{' or '.join(step.sources)} can be {step.verb}"
-                )
+                raise Conflict(illegal_step_text(kind, order_id, outcome[1], action))
             if outcome[0] == "NOT_YOURS":
                 holder = outcome[1] or "no driver"
                 raise Conflict(f"{kind} {order_id} is held by {holder}, not by {driver_id}")

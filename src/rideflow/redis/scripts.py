@@ -14,7 +14,7 @@ Arg = str | int | float
 
 
 class Executor(Protocol):
-    """Anything that sends a raw command: a redis-py client or a `MultiplexedRedis`."""
+    """Anything that sends a raw command: a redis-py client or a `PipelinedRedis`."""
 
     async def execute_command(self, *args: Any) -> Any: ...
 

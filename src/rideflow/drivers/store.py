@@ -8,11 +8,9 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.cities import CityMap, area_text
 from rideflow.config import Settings
-from rideflow.errors import Conflict, NotFound, Unprocessable
-from rideflow.schemas import (
+from rideflow.drivers.schemas import (
     DriverCreate,
     DriverLocation,
     DriverView,
@@ -20,8 +18,10 @@ from rideflow.schemas import (
     Position,
     RejectedLocation,
 )
-from rideflow.scripts import Scripts
-from rideflow.timefmt import from_ms, to_ms
+from rideflow.errors import Conflict, NotFound, Unprocessable
+from rideflow.redis import keys
+from rideflow.redis.clock import from_ms, to_ms
+from rideflow.redis.scripts import Scripts
 
 UNKNOWN, OUT_OF_ORDER = 0, 2  # codes of driver_positions.lua; 1 is recorded
 
@@ -31,7 +31,6 @@ class Drivers:
 
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, cities: CityMap):
         self.redis, self.scripts, self.settings, self.cities = redis, scripts, settings, cities
-        self.stale_ms = int(settings.driver_stale_s * 1000)
 
     async def create(self, body: DriverCreate) -> DriverView:
         """Register a driver (offline until they say otherwise); an existing id is a conflict."""
@@ -76,7 +75,7 @@ class Drivers:
         code = await self.city_of(driver_id)
         flat = await self.scripts.driver_status(
             keys=[keys.pool(code), keys.seen(code), keys.driver(code, driver_id)],
-            args=[driver_id, status, self.stale_ms],
+            args=[driver_id, status, self.settings.stale_ms],
         )
         return _view(driver_id, code, dict(zip(flat[::2], flat[1::2], strict=True)))
 
@@ -131,7 +130,7 @@ class Drivers:
 
     async def _record_city(self, code: str, items: list[DriverLocation]) -> list[int]:
         driver_keys = [keys.driver(code, loc.driver_id) for loc in items]
-        args: list[str | int | float] = [self.stale_ms]
+        args: list[str | int | float] = [self.settings.stale_ms]
         for loc in items:
             at = to_ms(loc.recorded_at) if loc.recorded_at else 0
             speed = "" if loc.speed_mps is None else loc.speed_mps

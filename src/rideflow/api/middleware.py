@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rideflow.errors import problem, redis_unavailable
-from rideflow.ratelimit import RateLimiter
+from rideflow.api.problems import problem, redis_unavailable
+from rideflow.api.ratelimit import RateLimiter
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 UNLIMITED_PREFIXES = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")

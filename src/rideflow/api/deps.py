@@ -10,12 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
-from rideflow.assign import Assigner
-from rideflow.drivers import Drivers
+from rideflow.dispatch.assign import Assigner
+from rideflow.dispatch.offers import Offers
+from rideflow.drivers.store import Drivers
 from rideflow.errors import Unprocessable
 from rideflow.jobs.store import Jobs
-from rideflow.offers import Offers
-from rideflow.orders import Orders
+from rideflow.orders.store import Orders
 
 
 async def _orders(request: Request) -> Orders:

@@ -150,3 +150,9 @@ def job_recent(task: str) -> str:
 def job_idempotency(key: str) -> str:
     """String holding the job id created under an `Idempotency-Key`."""
     return _jobs("idem", key)
+
+
+def order_in(fields: dict[str, str]) -> str:
+    """The order id a request-stream entry names ('' when none). Entries name it in the field
+    `order`; entries queued before that name was chosen say `ride`."""
+    return fields.get("order") or fields.get("ride", "")

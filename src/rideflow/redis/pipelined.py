@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 RECONNECT_PAUSE_S = 0.5
 
 
-class MultiplexedRedis:
+class PipelinedRedis:
     """A minimal client with `execute_command`, enough for the Lua scripts; it reconnects on
     the next call after the connection is lost, failing the calls that were in flight."""
 

@@ -10,16 +10,15 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from rideflow import keys
-from rideflow.dispatch.matcher import Candidate, eta_s, kmh_to_mps
+from rideflow.dispatch.matcher import Candidate, eta_s
+from rideflow.dispatch.schemas import AssignedDriver, AssignRequest, AssignResponse, PartnerInfo
 from rideflow.dispatch.service import Dispatcher
 from rideflow.errors import Conflict, NoDriverFound
-from rideflow.orders import Orders, delivery_fields, fingerprint
-from rideflow.schemas import AssignedDriver, AssignRequest, AssignResponse, PartnerInfo
-from rideflow.timefmt import from_ms
-
-AFTER_ASSIGNMENT = ("ACCEPTED", "DRIVER_ARRIVING", "PICKED_UP", "DELIVERED")
-RETRYABLE = ("NO_DRIVER_FOUND", "CANCELLED")
+from rideflow.idempotency import fingerprint
+from rideflow.orders.states import ASSIGNED, RETRYABLE
+from rideflow.orders.store import Orders, delivery_fields
+from rideflow.redis import keys
+from rideflow.redis.clock import from_ms
 
 
 class Assigner:
@@ -27,7 +26,6 @@ class Assigner:
 
     def __init__(self, redis: Redis, orders: Orders, dispatcher: Dispatcher) -> None:
         self.redis, self.orders, self.dispatcher = redis, orders, dispatcher
-        self.speed_mps = {c.code: kmh_to_mps(c.speed_kmh) for c in orders.settings.cities}
 
     async def assign(self, body: AssignRequest, started: float) -> AssignResponse:
         """Offer the order to the best driver within `radius_km`, or say there is none (404).
@@ -117,7 +115,7 @@ class Assigner:
                 int(deadline or 0),
                 started,
             )
-        if status in AFTER_ASSIGNMENT:
+        if status in ASSIGNED:
             raise Conflict(
                 f"order {order_id} is already assigned: delivery {delivery_id} is {status} "
                 f"with driver {h.get('driver')}",
@@ -140,7 +138,7 @@ class Assigner:
         deadline_ms: int,
         started: float,
     ) -> AssignResponse:
-        eta = eta_s(driver, self.speed_mps[city])
+        eta = eta_s(driver, self.orders.settings.city_speed_mps[city])
         return AssignResponse(
             delivery_id=delivery_id,
             status="OFFERED",

@@ -9,24 +9,21 @@ from typing import TypedDict
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from rideflow import __version__, errors
-from rideflow.api import compat, deliveries, drivers, health, jobs, offers, rides
-from rideflow.assign import Assigner
-from rideflow.cities import CityMap
+from rideflow import __version__
+from rideflow.api import deliveries, drivers, health, jobs, legacy, offers, problems, rides
+from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from rideflow.api.ratelimit import RateLimiter
 from rideflow.config import Settings
-from rideflow.connections import create_redis, redis_url
-from rideflow.dispatch.service import Dispatcher
-from rideflow.drivers import Drivers
-from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
-from rideflow.jobs.registry import REGISTRY
+from rideflow.dispatch.assign import Assigner
+from rideflow.dispatch.offers import Offers
+from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
-from rideflow.middleware import BodyLimitMiddleware, RateLimitMiddleware
-from rideflow.multiplex import MultiplexedRedis
-from rideflow.offers import Offers
-from rideflow.orders import Orders
-from rideflow.ratelimit import RateLimiter
-from rideflow.runtime import freeze_startup_objects
-from rideflow.scripts import Scripts
+from rideflow.orders.store import Orders
+from rideflow.process import freeze_startup_objects
+from rideflow.redis.connections import create_redis, redis_url
+from rideflow.redis.pipelined import PipelinedRedis
+from rideflow.redis.scripts import Scripts
+from rideflow.services import build_services
 
 DESCRIPTION = """
 Real-time dispatch for ride-hailing and delivery. Ride requests are accepted at once (202) and
@@ -59,33 +56,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         redis = create_redis(settings, "api")
-        scripts = Scripts.register(redis)
-        cities = CityMap(settings.cities)
-        # The check runs on every request: it gets a multiplexed connection of its own.
+        services = build_services(settings, redis)
+        # The check runs on every request: it gets a pipelined connection of its own.
         url = redis_url(settings)
-        limits = MultiplexedRedis(url, "api-limits") if MultiplexedRedis.supports(url) else redis
-        orders = Orders(redis, scripts, settings, cities)
-        REGISTRY.load(settings.job_modules)
+        limits = PipelinedRedis(url, "api-limits") if PipelinedRedis.supports(url) else redis
         freeze_startup_objects()
         try:
             yield AppState(
                 settings=settings,
                 redis=redis,
-                orders=orders,
-                offers=Offers(redis, scripts, settings, cities),
-                assigner=Assigner(redis, orders, Dispatcher(redis, scripts, settings)),
-                jobs=Jobs(redis, scripts, settings, REGISTRY),
-                drivers=Drivers(redis, scripts, settings, cities),
+                orders=services.orders,
+                offers=services.offers,
+                assigner=services.assigner,
+                jobs=services.jobs,
+                drivers=services.drivers,
                 limiter=RateLimiter(Scripts.register(limits), settings),
             )
         finally:
-            if isinstance(limits, MultiplexedRedis):
+            if isinstance(limits, PipelinedRedis):
                 await limits.aclose()
             await redis.aclose()
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    errors.install(app)
-    for module in (rides, deliveries, offers, drivers, jobs, compat, health):
+    problems.install(app)
+    for module in (rides, deliveries, offers, drivers, jobs, legacy, health):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)

@@ -7,14 +7,14 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from rideflow import keys
 from rideflow.cities import CityMap
 from rideflow.config import Settings
+from rideflow.dispatch.schemas import OfferAnswered, OfferView
 from rideflow.errors import Conflict, NotFound
-from rideflow.orders import point
-from rideflow.schemas import OfferAnswered, OfferView
-from rideflow.scripts import Scripts
-from rideflow.timefmt import from_ms, from_us
+from rideflow.orders.store import point
+from rideflow.redis import keys
+from rideflow.redis.clock import from_ms, from_us
+from rideflow.redis.scripts import Scripts
 
 ACTIONS = ("accept", "reject")
 
@@ -29,7 +29,6 @@ class Offers:
 
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, cities: CityMap):
         self.redis, self.scripts, self.settings, self.cities = redis, scripts, settings, cities
-        self.stale_ms = int(settings.driver_stale_s * 1000)
 
     def _city(self, offer_id: str) -> str:
         code = offer_id.partition("-")[0]
@@ -143,9 +142,9 @@ class Offers:
                 offer_id,
                 driver_id if action != "expire" else "",
                 token,
-                self.stale_ms,
+                self.settings.stale_ms,
                 self.settings.max_lapses,
-                self.settings.ride_retention_s,
+                self.settings.order_retention_s,
                 reason,
             ],
         )

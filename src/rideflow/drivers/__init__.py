@@ -1,0 +1,1 @@
+"""Drivers: registration, status, positions."""

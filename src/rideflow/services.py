@@ -1,0 +1,66 @@
+"""The one wiring point: every service built once from settings and a Redis client. The API's
+lifespan, the workers, the benchmarks and the tests all get their services here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from rideflow.cities import CityMap
+from rideflow.config import Settings
+from rideflow.dispatch.assign import Assigner
+from rideflow.dispatch.offers import Offers
+from rideflow.dispatch.service import Dispatcher
+from rideflow.drivers.store import Drivers
+from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
+from rideflow.jobs.registry import REGISTRY, Registry
+from rideflow.jobs.store import Jobs
+from rideflow.orders.store import Orders
+from rideflow.redis.scripts import Scripts
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service of one process, sharing one Redis client and its scripts."""
+
+    settings: Settings
+    redis: Redis
+    scripts: Scripts
+    cities: CityMap
+    orders: Orders
+    drivers: Drivers
+    offers: Offers
+    dispatcher: Dispatcher
+    assigner: Assigner
+    jobs: Jobs
+    registry: Registry
+
+
+def build_services(
+    settings: Settings,
+    redis: Redis,
+    *,
+    scripts: Scripts | None = None,
+    registry: Registry = REGISTRY,
+) -> Services:
+    """Build each service once, on `scripts` (bound to `redis` unless given); loads the
+    configured task modules into `registry`."""
+    scripts = scripts or Scripts.register(redis)
+    cities = CityMap(settings.cities)
+    orders = Orders(redis, scripts, settings, cities)
+    dispatcher = Dispatcher(redis, scripts, settings)
+    registry.load(settings.job_modules)
+    return Services(
+        settings=settings,
+        redis=redis,
+        scripts=scripts,
+        cities=cities,
+        orders=orders,
+        drivers=Drivers(redis, scripts, settings, cities),
+        offers=Offers(redis, scripts, settings, cities),
+        dispatcher=dispatcher,
+        assigner=Assigner(redis, orders, dispatcher),
+        jobs=Jobs(redis, scripts, settings, registry),
+        registry=registry,
+    )
