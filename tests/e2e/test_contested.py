@@ -21,7 +21,7 @@ from rideflow.redis import keys
 from rideflow.services import build_services
 from tests.fleet import add_drivers
 from tests.servers import Service
-from tests.test_concurrency import post_rides, scatter
+from tests.e2e.test_concurrency import post_rides, scatter
 
 ORDERS, DRIVERS = 5_000, 50
 FINAL = {"COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}

@@ -1,0 +1,1 @@
+"""Real processes: multi-process races, kill -9, Redis outages, rideflow up."""

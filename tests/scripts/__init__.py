@@ -1,0 +1,1 @@
+"""One contract test per Lua script, run directly against the test Redis."""
