@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@scripts/ensure-system.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	@touch $(STAMP)
 
 system:

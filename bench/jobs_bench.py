@@ -78,15 +78,26 @@ async def figure_jobs(procs: Processes, redis_url: str) -> Figure:
 
 
 async def start_workers(
-    procs: Processes, redis: Redis, redis_url: str, n: int, name: str
+    procs: Processes,
+    redis: Redis,
+    redis_url: str,
+    n: int,
+    name: str,
+    settings: dict[str, str] | None = None,
 ) -> list[Server]:
-    """`n` job workers, each ready once it reads its queues."""
-    return [await start_worker(procs, redis, redis_url, f"{name}{i}") for i in range(n)]
+    """`n` job workers, each ready once it reads its queues; `settings` as for `rideflow_env`."""
+    return [await start_worker(procs, redis, redis_url, f"{name}{i}", settings) for i in range(n)]
 
 
-async def start_worker(procs: Processes, redis: Redis, redis_url: str, name: str) -> Server:
+async def start_worker(
+    procs: Processes,
+    redis: Redis,
+    redis_url: str,
+    name: str,
+    settings: dict[str, str] | None = None,
+) -> Server:
     argv = [sys.executable, "-m", "rideflow", "jobs", "--concurrency", str(WORKER_CONCURRENCY)]
-    server = procs.start(name, argv, rideflow_env(redis_url))
+    server = procs.start(name, argv, rideflow_env(redis_url, extra=settings))
 
     async def reading() -> bool:
         clients = await redis.client_list()

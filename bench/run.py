@@ -7,7 +7,8 @@ root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md a
 
 This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
-`contest_figure.py`, and what they share in `harness.py`.
+`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, and what they share in
+`harness.py`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from bench import contest_figure, dispatch_bench, jobs_bench, offers_bench
+from bench import contest_figure, dispatch_bench, jobs_bench, jobs_peer, offers_bench
 from bench.harness import (
     CORES,
     HOST,
@@ -166,6 +167,14 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "9. 30 `kill -9` of workers under 1,000 jobs/s",
             "0 lost, 0 completed twice",
         ),
+    ),
+    "jobs_peer": (
+        Target(
+            "peer_p99",
+            "10. submit -> start vs taskiq, 2 idle workers each, 2,000 jobs at 200/s",
+            "RideFlow p99 <= taskiq p99",
+        ),
+        Target("peer_rounds", "10. the same, per round (information)", "-"),
     ),
 }
 
@@ -477,6 +486,11 @@ async def run_figures(
     if "jobs" in only:
         await flush(url)
         figures["jobs"] = await measure("jobs", jobs_bench.figure_jobs(procs, url), procs)
+    if "jobs_peer" in only:
+        await flush(url)
+        figures["jobs_peer"] = await measure(
+            "jobs_peer", jobs_peer.figure_jobs_peer(procs, url), procs
+        )
     return {name: figures[name] for name in TARGETS if name in figures}
 
 
@@ -624,6 +638,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         offers_bench.lapse_note(),
         contest_figure.contest_note(),
         jobs_bench.jobs_note(),
+        jobs_peer.jobs_peer_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"
