@@ -32,20 +32,19 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-import rideflow
 from bench import jobs_bench, peer_taskiq
 from bench.harness import (
     Figure,
     Processes,
     Server,
-    SetupError,
     latency_summary,
     rideflow_env,
     say,
     wait_ready,
 )
 from bench.peer_tasks import STARTS, TASK
-from rideflow import keys
+from rideflow.redis import keys
+from rideflow.redis.scripts import Scripts
 
 ROUNDS = 3
 JOBS = 2_000
@@ -69,17 +68,10 @@ class Side:
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def job_submit_source() -> str:
-    """The Lua step `POST /v1/jobs` runs, found wherever it lies in the installed package."""
-    found = sorted(Path(rideflow.__file__).parent.rglob("job_submit.lua"))
-    if not found:
-        raise SetupError("job_submit.lua is not in the rideflow package")
-    return found[0].read_text("utf-8")
-
-
 async def rideflow_submitter(redis: Redis) -> Submit:
-    """Submit a `bench_noop` job at default priority, as the API does (minus HTTP)."""
-    sha = await redis.script_load(job_submit_source())
+    """Submit a `bench_noop` job at default priority with the Lua step the API runs (minus
+    HTTP), through RideFlow's own script registration."""
+    script = Scripts.register(redis).job_submit
     common = [keys.job_queue("default"), keys.jobs_delayed(), keys.jobs_index("pending")]
     stats = keys.job_stats(TASK)
 
@@ -88,7 +80,7 @@ async def rideflow_submitter(redis: Redis) -> Submit:
         payload = orjson.dumps({"key": key}).decode()
         job_keys = [keys.job(job_id), *common, stats]
         args: list[str | int] = [job_id, TASK, payload, "default", 3, 300, 0, 0, ""]
-        return await redis.evalsha(sha, len(job_keys), *job_keys, *args)
+        return await script(keys=job_keys, args=args)
 
     return submit
 
