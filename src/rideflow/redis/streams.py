@@ -2,9 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 DEAD_CONSUMER_IDLE_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry delivered to a consumer; `id` is '' for work from elsewhere (a retry
+    set, say), `reclaimed` when it was delivered before (to another consumer, or to this one
+    before an outage)."""
+
+    stream: str
+    id: str
+    fields: dict[str, str]
+    reclaimed: bool = False
+
+    def reclaimed_copy(self) -> Entry:
+        """The same entry, marked as delivered before."""
+        return replace(self, reclaimed=True)
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create `group` on `stream` (and the stream) unless it exists. From id 0: entries added
+    before any consumer ran are not skipped."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def parse_read(reply: Any) -> list[Entry]:
+    """The entries of an XREADGROUP reply (decoded responses), in stream order."""
+    streams = cast(list[tuple[str, list[tuple[str, dict[str, str] | None]]]], reply or [])
+    return [
+        Entry(stream, entry_id, fields or {})
+        for stream, entries in streams
+        for entry_id, fields in entries
+    ]
 
 
 async def trim_acknowledged(redis: Redis, stream: str, group: str) -> int:
