@@ -47,10 +47,13 @@ def parse_read(reply: Any) -> list[Entry]:
     ]
 
 
-async def trim_acknowledged(redis: Redis, stream: str, group: str) -> int:
+async def trim_acknowledged(
+    redis: Redis, stream: str, group: str, *, approximate: bool = True
+) -> int:
     """Trim acknowledged entries only: nothing at or after the oldest pending or undelivered
     entry of any group goes; consumers of `group` long dead with nothing pending are removed.
-    Returns how many entries were trimmed."""
+    Returns how many entries were trimmed. `approximate` (`~`) lets Redis free whole nodes only,
+    which is cheaper and leaves some trimmable entries for later."""
     groups = await redis.xinfo_groups(stream)
     if not groups:
         return 0
@@ -64,7 +67,7 @@ async def trim_acknowledged(redis: Redis, stream: str, group: str) -> int:
                 if consumer["pending"] == 0 and consumer["idle"] > DEAD_CONSUMER_IDLE_MS:
                     await redis.xgroup_delconsumer(stream, group, consumer["name"])
     if floor and floor != "0-0":
-        return int(await redis.xtrim(stream, minid=floor))
+        return int(await redis.xtrim(stream, minid=floor, approximate=approximate))
     return 0
 
 
