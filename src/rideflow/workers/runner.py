@@ -210,12 +210,16 @@ class Runner:
         """Take new entries as room frees up; in burst mode return once idle."""
         h = self.handler
         every = {s: ">" for s in h.streams}
+        drained = False
         while True:
             if self.trouble > self.reread_upto:
                 await self._reread()
             room = await h.room()
             entries: list[Entry] = []
-            if h.prioritized:
+            # After a read that left the streams empty, one read over all of them (blocking)
+            # serves: reading each stream in turn first costs a round trip per stream per job
+            # at low rates, where start latency matters.
+            if h.prioritized and not drained:
                 for stream in h.streams:
                     if len(entries) >= room:
                         break
@@ -228,6 +232,7 @@ class Runner:
             if not entries:
                 block = BURST_BLOCK_MS if self.burst else READ_BLOCK_MS
                 entries = await self._xread(every, room, block)
+            drained = len(entries) < room
             for entry in entries:
                 await self.submit(entry)
 
