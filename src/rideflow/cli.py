@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Annotated
 
 import typer
 
 from rideflow import logs
 from rideflow.config import Settings
+from rideflow.process import freeze_startup_objects, stop_on_signals
 
 cli = typer.Typer(
     add_completion=False,
@@ -49,6 +49,7 @@ def dispatcher(
     city: Annotated[
         list[str] | None, typer.Option(help="City to serve (repeat); all when absent")
     ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when there is nothing left to do")] = False,
 ) -> None:
     """Match queued rides to drivers until SIGTERM or Ctrl-C."""
     from rideflow.workers.dispatcher import DispatcherWorker
@@ -61,13 +62,11 @@ def dispatcher(
         raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         worker = DispatcherWorker(
-            settings, city or known, concurrency or settings.dispatcher_concurrency
+            settings, city or known, concurrency or settings.dispatcher_concurrency, burst=burst
         )
+        freeze_startup_objects()
         await worker.run(stop)
 
     asyncio.run(main())
@@ -86,11 +85,10 @@ def jobs(
     logs.configure(settings.log_level)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await JobWorker(settings, concurrency, burst=burst).run(stop)
+        stop = stop_on_signals()
+        worker = JobWorker(settings, concurrency, burst=burst)
+        freeze_startup_objects()
+        await worker.run(stop)
 
     asyncio.run(main())
 

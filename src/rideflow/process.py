@@ -1,8 +1,10 @@
-"""Process-level tuning shared by the long-running processes."""
+"""Process-level set-up shared by the long-running processes: heap tuning and signals."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import signal
 
 
 def freeze_startup_objects() -> None:
@@ -14,3 +16,13 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, for the running loop's long-running command to stop
+    gracefully on (a second signal finds the handler still there and changes nothing)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -11,6 +11,7 @@ from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import DataError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from rideflow.config import Settings
 
@@ -50,7 +51,8 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
     """A Redis client whose pool waits for a free connection instead of failing past its size.
 
     Connection errors surface at once, so that callers can answer 503; the pool reconnects by
-    itself once Redis is back.
+    itself once Redis is back, and a pooled connection that Redis closed meanwhile (it was
+    restarted) is replaced when taken from the pool instead of failing its next command.
     """
     url = redis_url(settings)
     extra: dict[str, Any] = {}
@@ -69,5 +71,10 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
         # No automatic retries: a command whose reply was lost may have run, and replaying a
         # script (enqueue, reserve, finish) is not safe. Callers answer 503 or retry by design.
         retry=Retry(NoBackoff(), 0),
+        # With maintenance notifications on (redis-py's "auto" default, for Redis Enterprise
+        # endpoints that move), the pool skips its check of a connection taken from it, so a
+        # socket Redis closed (a restart) is used and fails: a 503 per stale connection once
+        # Redis is back. Measured here: tests/e2e/test_outage.py fails without this line.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return Redis.from_pool(pool)  # closing the client closes the pool

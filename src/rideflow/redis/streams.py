@@ -2,15 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 DEAD_CONSUMER_IDLE_MS = 3_600_000
 
 
-async def trim_acknowledged(redis: Redis, stream: str, group: str) -> int:
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry delivered to a consumer; `id` is '' for work from elsewhere (a retry
+    set, say), `reclaimed` when it was delivered before (to another consumer, or to this one
+    before an outage)."""
+
+    stream: str
+    id: str
+    fields: dict[str, str]
+    reclaimed: bool = False
+
+    def reclaimed_copy(self) -> Entry:
+        """The same entry, marked as delivered before."""
+        return replace(self, reclaimed=True)
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create `group` on `stream` (and the stream) unless it exists. From id 0: entries added
+    before any consumer ran are not skipped."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def parse_read(reply: Any) -> list[Entry]:
+    """The entries of an XREADGROUP reply (decoded responses), in stream order."""
+    streams = cast(list[tuple[str, list[tuple[str, dict[str, str] | None]]]], reply or [])
+    return [
+        Entry(stream, entry_id, fields or {})
+        for stream, entries in streams
+        for entry_id, fields in entries
+    ]
+
+
+async def trim_acknowledged(
+    redis: Redis, stream: str, group: str, *, approximate: bool = True
+) -> int:
     """Trim acknowledged entries only: nothing at or after the oldest pending or undelivered
     entry of any group goes; consumers of `group` long dead with nothing pending are removed.
-    Returns how many entries were trimmed."""
+    Returns how many entries were trimmed. `approximate` (`~`) lets Redis free whole nodes only,
+    which is cheaper and leaves some trimmable entries for later."""
     groups = await redis.xinfo_groups(stream)
     if not groups:
         return 0
@@ -24,7 +67,7 @@ async def trim_acknowledged(redis: Redis, stream: str, group: str) -> int:
                 if consumer["pending"] == 0 and consumer["idle"] > DEAD_CONSUMER_IDLE_MS:
                     await redis.xgroup_delconsumer(stream, group, consumer["name"])
     if floor and floor != "0-0":
-        return int(await redis.xtrim(stream, minid=floor))
+        return int(await redis.xtrim(stream, minid=floor, approximate=approximate))
     return 0
 
 

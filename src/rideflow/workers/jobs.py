@@ -1,42 +1,38 @@
-"""The job worker process (`rideflow jobs`): reads the three priority queues through a consumer
-group, starts jobs in batches, runs them concurrently with a timeout each, and records outcomes in
-batches.
+"""The job worker process (`rideflow jobs`): a handler on the stream runner that reads the three
+priority queues, starts jobs in batches, runs them concurrently with a timeout each, and records
+outcomes in batches.
 
 At-least-once and never completed twice: each start hands the job a fencing token (its attempt
-number) and only the holder of the current token can record an outcome. While a job runs, its
-claim on the stream entry is renewed, so no other worker takes it over; a worker that dies stops
-renewing, and after `job_claim_idle_ms` another takes the entry over (`XAUTOCLAIM`) and runs the job
-again under a new token.
+number) and only the holder of the current token can record an outcome. While a job runs, the
+runner renews its claim on the stream entry, so no other worker takes it over; a worker that dies
+stops renewing, and after `job_claim_idle_ms` another takes the entry over (`XAUTOCLAIM`) and runs
+the job again under a new token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import random
-import secrets
-import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, NamedTuple, cast
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from rideflow.config import Settings
 from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from rideflow.jobs.registry import REGISTRY, JobContext, Registry
 from rideflow.jobs.store import RECENT_KEPT, purge
-from rideflow.process import freeze_startup_objects
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 from rideflow.redis.scripts import Scripts
-from rideflow.redis.streams import trim_acknowledged
+from rideflow.redis.streams import Entry
+from rideflow.workers.runner import Handler, Runner
 
 log = logging.getLogger("rideflow.jobs")
 
@@ -44,35 +40,66 @@ QUEUES = [keys.job_queue(p) for p in keys.PRIORITIES]
 READ_BATCH = 100
 FINISH_BATCH = 200
 PROMOTE_EVERY_S = 0.02
-HOUSEKEEPING_S = 5.0
-PURGE_EVERY = 12
-ERROR_PAUSE_S = 0.5
+HOUSEKEEPING_S = 60.0
 STOP_WAIT_S = 10.0
 
+FinishStatus = Literal["completed", "pending", "failed", "stale"]
+FINISH_STATUSES = frozenset(("completed", "pending", "failed", "stale"))
 
-@dataclass(slots=True)
-class Running:
-    """A started attempt."""
+
+class Started(NamedTuple):
+    """One attempt the job_start script started."""
 
     job_id: str
     token: int
     task: str
     payload: str
-    timeout: float
-    queue: int  # 1..3, as the finish script numbers the queues
+    timeout_s: float
+    created_ms: int
+    run_at_ms: int
     entry: str
+    queue: int  # 1..3, as the scripts number the queues
+
+    @classmethod
+    def parse(cls, row: list[Any]) -> Started:
+        """One row of the job_start reply."""
+        job_id, token, task, payload, timeout, created, run_at, entry, queue = row
+        return cls(
+            str(job_id),
+            int(token),
+            str(task),
+            str(payload),
+            float(timeout),
+            int(float(created)),
+            int(float(run_at)),
+            str(entry),
+            int(queue),
+        )
+
+
+def parse_finished(reply: list[Any]) -> list[FinishStatus]:
+    """The job_finish reply: each job's new status, or 'stale'."""
+    out: list[FinishStatus] = []
+    for status in reply:
+        if status not in FINISH_STATUSES:
+            raise ValueError(f"job_finish answered {status!r}")
+        out.append(cast(FinishStatus, status))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    job: Running
+    job: Started
     ok: bool
     text: str
     run_us: int
 
 
-class JobWorker:
-    """One worker process: `concurrency` jobs at once."""
+class JobWorker(Handler):
+    """One worker process: `concurrency` jobs at once.
+
+    Idle (burst mode): besides empty queues, nothing runs here, no outcome waits to be recorded
+    and no job is delayed (a retry or a job scheduled for later)."""
 
     def __init__(
         self,
@@ -82,159 +109,82 @@ class JobWorker:
         burst: bool = False,
         registry: Registry = REGISTRY,
     ) -> None:
+        super().__init__(
+            name="job worker",
+            group=keys.JOBS_GROUP,
+            streams=QUEUES,
+            claim_idle_ms=settings.job_claim_idle_ms,
+            batch=READ_BATCH,
+            prioritized=True,
+            grace_s=settings.job_grace_s,
+        )
         self.settings, self.burst, self.registry = settings, burst, registry
         self.concurrency = concurrency or settings.job_concurrency
-        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.redis: Redis = create_redis(settings, "jobs", socket_timeout=10)
         self.scripts = Scripts.register(self.redis)
-        self.counts: Counter[str] = Counter()
+        self.runner = Runner(self.redis, self, burst=burst)
         # Started attempts not yet recorded, by (queue, entry id): their claims are renewed, also
         # while they wait for a slot. The queues may hand out the same entry id.
-        self.running: dict[tuple[int, str], Running] = {}
-        self.room = asyncio.Event()
+        self.running: dict[tuple[int, str], Started] = {}
+        self.room_freed = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots = asyncio.Semaphore(self.concurrency)  # handlers executing at once
         self.outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()  # None: stop
+        self.finisher: asyncio.Task[None] | None = None
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set (or, in burst mode, until there is nothing left to do), then
         let running jobs finish within the grace period; the rest are left for other workers."""
-        freeze_startup_objects()
+        return await self.runner.run(stop)
+
+    async def start(self, runner: Runner) -> None:
         self.registry.load(self.settings.job_modules)
-        await self._ensure_groups()
-        loops = [
-            asyncio.create_task(self._guarded(loop))
-            for loop in (self._renew, self._promote, self._housekeeping)
-        ]
-        finisher = asyncio.create_task(self._guarded(self._finish))
-        reader = asyncio.create_task(self._guarded(self._read))
-        reclaimer = asyncio.create_task(self._guarded(self._reclaim))
+        runner.spawn(self._promote)
+        runner.spawn(self._housekeeping)
+        self.finisher = runner.spawn(self._finish)
         log.info(
-            "job worker %s: %d at once, tasks %s", self.name, self.concurrency, self.registry.names
+            "job worker %s: %d at once, tasks %s",
+            runner.consumer,
+            self.concurrency,
+            self.registry.names,
         )
-        done_reading = asyncio.create_task(stop.wait())
-        await asyncio.wait([reader, done_reading], return_when=asyncio.FIRST_COMPLETED)
-        # Take nothing more (new entries or other workers' entries), then let running jobs end.
-        for task in (reader, reclaimer, done_reading):
-            task.cancel()
-        await asyncio.wait([reader, reclaimer], timeout=STOP_WAIT_S)
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=self.settings.job_grace_s)
-        for task in self.tasks:
-            task.cancel()  # left unacknowledged: reclaimed by another worker
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=STOP_WAIT_S)
-        # The finisher records what is left, then stops at the sentinel (a cancel could be
-        # swallowed by a Redis call in flight).
-        await self.outcomes.put(None)
-        await asyncio.wait([finisher], timeout=STOP_WAIT_S)
-        for task in (finisher, *loops):
-            task.cancel()
-        await asyncio.wait([finisher, *loops], timeout=STOP_WAIT_S)
-        await self.redis.aclose()
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items())) or "nothing done"
-        log.info("job worker %s stopped: %s", self.name, summary)
-        return self.counts
 
-    async def _guarded(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run a loop; Redis trouble pauses it instead of ending the process."""
-        while True:
-            try:
-                await loop()
-                return
-            except RedisError as exc:
-                self.counts["redis_errors"] += 1
-                log.warning("%s: %s; retrying", loop.__name__, exc)
-                await asyncio.sleep(ERROR_PAUSE_S)
-                with contextlib.suppress(RedisError):
-                    await self._ensure_groups()
-            except Exception:
-                self.counts["errors"] += 1
-                log.exception("%s failed; restarting it", loop.__name__)
-                await asyncio.sleep(ERROR_PAUSE_S)
+    async def room(self) -> int:
+        """Wait until fewer than `concurrency` attempts are in hand (started here, or read and
+        not yet started); how many more fit."""
+        while (taken := len(self.running) + len(self.runner.in_hand)) >= self.concurrency:
+            self.room_freed.clear()
+            await self.room_freed.wait()
+        return max(1, min(READ_BATCH, self.concurrency - taken))
 
-    async def _ensure_groups(self) -> None:
-        for queue in QUEUES:
-            try:
-                await self.redis.xgroup_create(queue, keys.JOBS_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+    def holding(self) -> Iterable[tuple[str, str]]:
+        return [(QUEUES[queue - 1], entry) for queue, entry in self.running]
 
-    async def _read(self) -> None:
-        """Take new entries, high priority first, as slots free up; in burst mode return when
-        nothing is left."""
-        while True:
-            free = await self._free_slots()
-            entries: list[tuple[int, str, str]] = []
-            for i, queue in enumerate(QUEUES, start=1):
-                if len(entries) >= free:
-                    break
-                entries += await self._xread({queue: ">"}, free - len(entries), None, i)
-            if not entries:
-                if self.burst and await self._idle():
-                    # A promotion may have queued a job since the reads above: look once more.
-                    entries = await self._xread({q: ">" for q in QUEUES}, free, None, 0)
-                    if not entries:
-                        return
-                    await self._start(entries, reclaimed=False)
-                    continue
-                block = 200 if self.burst else 1000
-                entries = await self._xread({q: ">" for q in QUEUES}, free, block, 0)
-            if entries:
-                await self._start(entries, reclaimed=False)
-
-    async def _free_slots(self) -> int:
-        """Wait until fewer than `concurrency` attempts are in hand; how many more fit."""
-        while len(self.running) >= self.concurrency:
-            self.room.clear()
-            await self.room.wait()
-        return max(1, min(READ_BATCH, self.concurrency - len(self.running)))
-
-    async def _xread(
-        self, streams: dict[Any, Any], count: int, block: int | None, queue_no: int
-    ) -> list[tuple[int, str, str]]:
-        try:
-            reply = await self.redis.xreadgroup(
-                keys.JOBS_GROUP, self.name, streams, count=count, block=block
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._ensure_groups()
-            return []
-        out = []
-        for stream, entries in cast(
-            list[tuple[str, list[tuple[str, dict[str, str]]]]], reply or []
-        ):
-            number = queue_no or QUEUES.index(stream) + 1
-            out += [(number, entry_id, fields.get("job", "")) for entry_id, fields in entries]
-        return out
-
-    async def _idle(self) -> bool:
-        """Nothing running here, nothing delayed, nothing pending anywhere (burst mode)."""
+    async def idle(self) -> bool:
         if self.running or not self.outcomes.empty():
             return False
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.jobs_delayed())
-            for queue in QUEUES:
-                pipe.xpending(queue, keys.JOBS_GROUP)
-            delayed, *pending = await pipe.execute()
-        return delayed == 0 and all(p["pending"] == 0 for p in pending)
+        return await self.redis.zcard(keys.jobs_delayed()) == 0
 
-    async def _start(self, entries: list[tuple[int, str, str]], reclaimed: bool) -> None:
+    async def handle(self, batch: list[Entry]) -> None:
         """Start a batch in one step and run each started job in its own task."""
+        try:
+            await self._start(batch)
+        finally:
+            self.room_freed.set()  # the batch is no longer in the runner's hand
+
+    async def _start(self, batch: list[Entry]) -> None:
         args: list[str | int] = [
             keys.JOBS_GROUP,
-            self.name,
+            self.runner.consumer,
             self.settings.job_max_lost,
             self.settings.job_result_ttl_s,
         ]
         job_keys = []
-        for queue_no, entry_id, job_id in entries:
-            args += [queue_no, entry_id, "1" if reclaimed else "0"]
-            job_keys += [keys.job(job_id or "-"), keys.job_attempts(job_id or "-")]
-        started = await self.scripts.job_start(
+        for entry in batch:
+            job_id = entry.fields.get("job") or "-"
+            args += [QUEUES.index(entry.stream) + 1, entry.id, "1" if entry.reclaimed else "0"]
+            job_keys += [keys.job(job_id), keys.job_attempts(job_id)]
+        reply = await self.scripts.job_start(
             keys=[
                 *QUEUES,
                 keys.jobs_dead(),
@@ -246,16 +196,15 @@ class JobWorker:
             args=args,
         )
         now_ms = time.time() * 1000
-        for job_id, token, task, payload, timeout, _created, run_at, entry, queue in started:
-            job = Running(job_id, int(token), task, payload, float(timeout), int(queue), entry)
+        for job in map(Started.parse, reply):
             self.counts["started"] += 1
-            self.counts["wait_ms_total"] += max(0, int(now_ms - float(run_at)))
-            self.running[(job.queue, entry)] = job
-            task_ = asyncio.create_task(self._run(job))
-            self.tasks.add(task_)
-            task_.add_done_callback(self.tasks.discard)
+            self.counts["wait_ms_total"] += max(0, int(now_ms - job.run_at_ms))
+            self.running[(job.queue, job.entry)] = job
+            task = asyncio.create_task(self._run(job))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
-    async def _run(self, job: Running) -> None:
+    async def _run(self, job: Started) -> None:
         ok, text = True, ""
         try:
             async with self.slots:
@@ -266,10 +215,10 @@ class JobWorker:
                     ctx = JobContext(
                         job.job_id, job.token, self.redis, self.scripts, self.settings, log
                     )
-                    result: Any = await asyncio.wait_for(task.handler(payload, ctx), job.timeout)
+                    result: Any = await asyncio.wait_for(task.handler(payload, ctx), job.timeout_s)
                     text = orjson.dumps(result, default=str).decode()
                 except TimeoutError:
-                    ok, text = False, f"timed out after {job.timeout:g} s"
+                    ok, text = False, f"timed out after {job.timeout_s:g} s"
                 except Exception as exc:
                     ok, text = False, f"{type(exc).__name__}: {exc}"[:2000]
                 run_us = int((time.perf_counter() - started) * 1_000_000)
@@ -277,6 +226,21 @@ class JobWorker:
             self._release(job)
             raise  # shutting down: left for another worker to reclaim
         await self.outcomes.put(Outcome(job, ok, text, run_us))
+
+    async def drain(self) -> None:
+        """Let running jobs finish within the grace period, cancel the rest (left unacknowledged
+        for other workers), and record what finished."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=self.grace_s)
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=STOP_WAIT_S)
+        # The finisher records what is left, then stops at the sentinel (a cancel could be
+        # swallowed by a Redis call in flight).
+        await self.outcomes.put(None)
+        if self.finisher is not None:
+            await asyncio.wait([self.finisher], timeout=STOP_WAIT_S)
 
     async def _finish(self) -> None:
         """Record outcomes in batches: wait for one, take whatever else is ready; return at the
@@ -324,9 +288,10 @@ class JobWorker:
             outcome = "ok" if o.ok else ("timeout" if o.text.startswith("timed out") else "error")
             args += [j.job_id, j.token, j.queue, outcome, o.text, o.run_us, random.random()]
         try:
-            statuses = await self.scripts.job_finish(keys=script_keys, args=args)
+            statuses = parse_finished(await self.scripts.job_finish(keys=script_keys, args=args))
         except RedisError:
-            # Not recorded: the entries stay pending and the jobs are reclaimed and run again.
+            # Not recorded: the entries stay pending and the jobs are run again (re-read once
+            # Redis answers, or reclaimed by another worker).
             for o in batch:
                 self._release(o.job)
             raise
@@ -338,53 +303,12 @@ class JobWorker:
                 )
             self._release(o.job)
 
-    def _release(self, job: Running) -> None:
+    def _release(self, job: Started) -> None:
         """Forget an attempt once recorded (only that attempt: the same entry may have been
         started again since, under a newer token)."""
         if self.running.get((job.queue, job.entry)) is job:
             del self.running[(job.queue, job.entry)]
-        self.room.set()
-
-    async def _reclaim(self) -> None:
-        """Take over entries whose worker stopped renewing its claim."""
-        interval = max(0.05, self.settings.job_claim_idle_ms / 4000)
-        while True:
-            await asyncio.sleep(interval)
-            for queue_no, queue in enumerate(QUEUES, start=1):
-                start = "0-0"
-                while True:
-                    start, entries, *_ = await self.redis.xautoclaim(
-                        queue,
-                        keys.JOBS_GROUP,
-                        self.name,
-                        min_idle_time=self.settings.job_claim_idle_ms,
-                        start_id=start,
-                        count=READ_BATCH,
-                    )
-                    found = [(queue_no, e, f.get("job", "")) for e, f in entries if f]
-                    if found:
-                        self.counts["reclaimed"] += len(found)
-                        await self._start(found, reclaimed=True)
-                    if start == "0-0":
-                        break
-
-    async def _renew(self) -> None:
-        """Keep the claims of running jobs fresh (XCLAIM to ourselves resets their idle time)."""
-        interval = max(0.02, self.settings.job_claim_idle_ms / 3000)
-        while True:
-            await asyncio.sleep(interval)
-            by_queue: dict[int, list[str | bytes | int | memoryview[int]]] = {}
-            for job in list(self.running.values()):
-                by_queue.setdefault(job.queue, []).append(job.entry)
-            for queue_no, entries in by_queue.items():
-                await self.redis.xclaim(
-                    QUEUES[queue_no - 1],
-                    keys.JOBS_GROUP,
-                    self.name,
-                    min_idle_time=0,
-                    message_ids=entries,
-                    justid=True,
-                )
+        self.room_freed.set()
 
     async def _promote(self) -> None:
         """Move delayed jobs and retries whose time has come onto their queues."""
@@ -396,13 +320,7 @@ class JobWorker:
                 await asyncio.sleep(PROMOTE_EVERY_S)
 
     async def _housekeeping(self) -> None:
-        tick = 0
+        """Drop finished jobs past their retention from the indexes."""
         while True:
+            await purge(self.redis, self.settings)
             await asyncio.sleep(HOUSEKEEPING_S)
-            for queue in QUEUES:
-                self.counts["trimmed"] += await trim_acknowledged(
-                    self.redis, queue, keys.JOBS_GROUP
-                )
-            if tick % PURGE_EVERY == 0:
-                await purge(self.redis, self.settings)
-            tick += 1
