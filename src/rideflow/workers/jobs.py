@@ -215,7 +215,10 @@ class JobWorker(Handler):
                     ctx = JobContext(
                         job.job_id, job.token, self.redis, self.scripts, self.settings, log
                     )
-                    result: Any = await asyncio.wait_for(task.handler(payload, ctx), job.timeout_s)
+                    # A timeout scope, not wait_for: wait_for wraps the handler in a task of
+                    # its own on 3.11, one more loop pass before every job starts.
+                    async with asyncio.timeout(job.timeout_s):
+                        result: Any = await task.handler(payload, ctx)
                     text = orjson.dumps(result, default=str).decode()
                 except TimeoutError:
                     ok, text = False, f"timed out after {job.timeout_s:g} s"
