@@ -26,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rideflow.config import Settings
+from rideflow.dispatch.offers import Answer
 from rideflow.process import freeze_startup_objects
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
@@ -198,11 +199,14 @@ class DispatcherWorker:
         while True:
             due = await self.scripts.due_claim(keys=[due_key], args=[SWEEP_LEASE_MS, SWEEP_BATCH])
             for offer_id in due:
-                reply = await self.offers.expire(city, offer_id)
-                if reply[0] == "EXPIRED":
+                answered = await self.offers.expire(city, offer_id)
+                if answered.outcome is Answer.EXPIRED:
                     self.counts["lapsed"] += 1
-                    if reply[2] == "offline":
+                    if answered.detail == "offline":
                         log.info("offer %s lapsed; its driver went offline", offer_id)
+                elif answered.outcome is Answer.REPAIRED:
+                    self.counts["repaired"] += 1
+                    log.warning("offer %s was lost; its order searches again", offer_id)
             if len(due) < SWEEP_BATCH:
                 await asyncio.sleep(self.settings.offer_sweep_s)
 
