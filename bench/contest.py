@@ -26,6 +26,7 @@ import uvloop
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
+from rideflow.dispatch.offers import Reservation
 from rideflow.dispatch.service import Outcome
 from rideflow.errors import RideflowError
 from rideflow.redis.connections import create_redis
@@ -39,6 +40,12 @@ ONCE_SHARE = 0.85  # the rest is left searching (the dispatchers retry it) when 
 ERROR_PAUSE_S = 0.2
 
 log = logging.getLogger("bench.contest")
+COUNTED = {
+    Reservation.OFFERED: "offered",
+    Reservation.NOT_SEARCHING: "not_searching",
+    Reservation.NONE: "none",
+    Reservation.LATE: "late",
+}
 
 
 class CountingLua(Lua):
@@ -52,14 +59,8 @@ class CountingLua(Lua):
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Arg] = ()) -> Any:
         reply = await super().__call__(keys, args)
-        index = int(reply[0])
         self.counts["attempts"] += 1
-        if index > 0:
-            self.counts["offered"] += 1
-        elif index < 0:
-            self.counts["not_searching"] += 1
-        else:
-            self.counts["none" if reply[1] == "NONE" else "late"] += 1
+        self.counts[COUNTED[Reservation(reply[0])]] += 1
         return reply
 
 

@@ -162,6 +162,16 @@ class Settings(BaseSettings):
             raise ValueError(f"rate routes name unknown policies: {sorted(missing)}")
         for proxy in self.trusted_proxies:
             ipaddress.ip_network(proxy, strict=False)
+        # The retention is also how long an offer's hash is kept: one gone before its deadline
+        # was swept stranded its order and driver. Scripts keep an offer past its lease anyway
+        # (a delivery may set its own window); this refuses a setting that contradicts itself.
+        longest_s = max(self.ride_offer_window_s, self.delivery_offer_window_s)
+        if self.order_retention_s <= longest_s + self.offer_lease_grace_ms / 1000:
+            raise ValueError(
+                f"order_retention_s ({self.order_retention_s}) must exceed the longest offer "
+                f"window ({longest_s:g} s) plus the lease grace "
+                f"({self.offer_lease_grace_ms / 1000:g} s)"
+            )
         return self
 
     def deadline_ms(self, kind: str) -> int:

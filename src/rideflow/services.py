@@ -49,7 +49,8 @@ def build_services(
     scripts = scripts or Scripts.register(redis)
     cities = CityMap(settings.cities)
     orders = Orders(redis, scripts, settings, cities)
-    dispatcher = Dispatcher(redis, scripts, settings)
+    offers = Offers(redis, scripts, settings, cities)
+    dispatcher = Dispatcher(redis, scripts, settings, offers)
     registry.load(settings.job_modules)
     return Services(
         settings=settings,
@@ -58,7 +59,7 @@ def build_services(
         cities=cities,
         orders=orders,
         drivers=Drivers(redis, scripts, settings, cities),
-        offers=Offers(redis, scripts, settings, cities),
+        offers=offers,
         dispatcher=dispatcher,
         assigner=Assigner(redis, orders, dispatcher),
         jobs=Jobs(redis, scripts, settings, registry),

@@ -8,6 +8,7 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from rideflow.config import RatePolicy, Settings
 from rideflow.redis import keys
@@ -36,6 +37,21 @@ class Decision:
         if not self.allowed:
             out.append(("Retry-After", str(self.retry_after_s)))
         return out
+
+
+class Verdict(NamedTuple):
+    """A rate-limit script's reply; times in ms."""
+
+    allowed: bool
+    remaining: int
+    reset_ms: int
+    retry_ms: int
+
+
+def parse_verdict(reply: list[Any]) -> Verdict:
+    """`rate_*.lua`'s `{allowed 0/1, remaining, reset ms, retry-after ms}`, typed."""
+    allowed, remaining, reset_ms, retry_ms = reply
+    return Verdict(allowed == 1, int(remaining), int(reset_ms), int(retry_ms))
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:
@@ -78,12 +94,12 @@ class RateLimiter:
             reply = await self.scripts.rate_token_bucket(
                 keys=[key], args=[policy.limit, window_ms, policy.burst or policy.limit]
             )
-        allowed, remaining, reset_ms, retry_ms = (int(x) for x in reply)
+        verdict = parse_verdict(reply)
         return Decision(
             name,
             policy,
-            bool(allowed),
-            remaining,
-            math.ceil(reset_ms / 1000),
-            math.ceil(retry_ms / 1000),
+            verdict.allowed,
+            verdict.remaining,
+            math.ceil(verdict.reset_ms / 1000),
+            math.ceil(verdict.retry_ms / 1000),
         )

@@ -19,6 +19,7 @@ from rideflow.orders.states import ASSIGNED, RETRYABLE
 from rideflow.orders.store import Orders, delivery_fields
 from rideflow.redis import keys
 from rideflow.redis.clock import from_ms
+from rideflow.redis.scripts import Store
 
 
 class Assigner:
@@ -51,9 +52,9 @@ class Assigner:
             created, delivery_id = await self.orders.enqueue(
                 city.code, "delivery", fields, idempotency=idem, direct=True, replaces=replaces
             )
-            if created == 1:
+            if created is Store.CREATED:
                 break
-            if created == -1:
+            if created is Store.CONFLICT:
                 raise Conflict(
                     f"order_id {body.order_id} was already used with a different request "
                     f"(delivery {delivery_id})"

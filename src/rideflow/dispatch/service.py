@@ -1,33 +1,22 @@
-"""Dispatching one order: begin searching, widen the radius, reserve a driver and offer them the
-order, or schedule a retry."""
+"""Dispatching one order: begin searching, widen the radius, have a driver reserved and offered
+the order (`rideflow.dispatch.offers`), or schedule a retry."""
 
 from __future__ import annotations
 
 import random
-import secrets
 from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
 from rideflow.dispatch.geo import nearby, pairs
 from rideflow.dispatch.matcher import Candidate, needs_profiles, rank
+from rideflow.dispatch.offers import Offered, Offers, Reservation
 from rideflow.redis import keys
-from rideflow.redis.scripts import Scripts
+from rideflow.redis.scripts import EVENT_CAPS, Scripts
 
 NO_DRIVER_REASON = "no available driver within the search radius before the deadline"
-
-
-@dataclass(frozen=True, slots=True)
-class Offered:
-    """The offer made to the reserved driver, with their profile."""
-
-    offer_id: str
-    token: int
-    deadline_ms: int
-    name: str
-    rating: float
-    vehicle: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +29,55 @@ class Outcome:
     offer: Offered | None = None
 
 
+class Begun(NamedTuple):
+    """`order_begin.lua`'s reply: the order's status, and when it is SEARCHING, what to search
+    around and the first search's hits (nearest first)."""
+
+    status: str
+    lat: float
+    lng: float
+    strategy: str
+    widest_m: float | None
+    ask: int
+    found: list[Candidate]
+
+
+def parse_begun(reply: list[Any]) -> Begun:
+    """`order_begin.lua`'s reply, typed."""
+    if reply[0] != "SEARCHING":
+        return Begun(str(reply[0]), 0.0, 0.0, "", None, 0, [])
+    lat, _, lng = reply[1].partition(",")
+    widest = reply[3]
+    return Begun(
+        "SEARCHING",
+        float(lat),
+        float(lng),
+        str(reply[2]),
+        float(widest) if widest else None,
+        int(reply[4]),
+        pairs(reply[5:]),
+    )
+
+
+class Retried(NamedTuple):
+    """`order_retry.lua`'s reply: SEARCHING with the next attempt's time, NO_DRIVER_FOUND, or
+    the status of an order that was not searching ('GONE' for none)."""
+
+    status: str
+    next_ms: int | None = None
+
+
+def parse_retried(reply: list[Any]) -> Retried:
+    """`order_retry.lua`'s reply, typed."""
+    return Retried(str(reply[0]), int(reply[1]) if len(reply) > 1 else None)
+
+
 class Dispatcher:
     """Matches orders of any city; safe to run in many tasks and processes at once, because
     every state change is one Lua script that re-checks what it relies on."""
 
-    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings):
-        self.redis, self.scripts, self.settings = redis, scripts, settings
+    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, offers: Offers):
+        self.redis, self.scripts, self.settings, self.offers = redis, scripts, settings, offers
 
     async def handle(
         self, city: str, order_id: str, entry_id: str = "", *, once: bool = False
@@ -57,43 +89,44 @@ class Dispatcher:
         Marking the order SEARCHING and the first, smallest search are one round trip; the
         radius widens from there, up to the order's own widest radius when it has one.
         """
-        begun = await self.scripts.order_begin(
-            keys=[
-                keys.order(city, order_id),
-                keys.requests(city),
-                keys.retries(city),
-                keys.pool(city),
-                keys.order_events(city, order_id),
-                keys.city_events(city),
-                keys.excluded(city, order_id),
-            ],
-            args=[
-                order_id,
-                entry_id,
-                keys.DISPATCH_GROUP,
-                self.settings.search_radii_m[0],
-                self.settings.search_count,
-                self.settings.order_retention_s,
-            ],
+        begun = parse_begun(
+            await self.scripts.order_begin(
+                keys=[
+                    keys.order(city, order_id),
+                    keys.requests(city),
+                    keys.retries(city),
+                    keys.pool(city),
+                    keys.order_events(city, order_id),
+                    keys.city_events(city),
+                    keys.excluded(city, order_id),
+                ],
+                args=[
+                    *EVENT_CAPS,
+                    order_id,
+                    entry_id,
+                    keys.DISPATCH_GROUP,
+                    self.settings.search_radii_m[0],
+                    self.settings.search_count,
+                    self.settings.order_retention_s,
+                ],
+            )
         )
-        if begun[0] != "SEARCHING":
-            return Outcome(begun[0])
-        lat, _, lng = begun[1].partition(",")
-        strategy, widest, count = str(begun[2]), begun[3], int(begun[4])
+        if begun.status != "SEARCHING":
+            return Outcome(begun.status)
         radii = self.settings.search_radii_m
-        if widest:
-            radii = [r for r in radii if r < float(widest)] + [float(widest)]
+        if begun.widest_m:
+            radii = [r for r in radii if r < begun.widest_m] + [begun.widest_m]
         for i, radius in enumerate(radii):
             found = (
-                pairs(begun[5:])
+                begun.found
                 if i == 0
-                else await nearby(self.redis, city, float(lat), float(lng), radius, count)
+                else await nearby(self.redis, city, begun.lat, begun.lng, radius, begun.ask)
             )
             if not found:
                 continue
-            if needs_profiles(strategy):
+            if needs_profiles(begun.strategy):
                 found = await self._with_profiles(city, found)
-            ranked = rank(strategy, found, self.settings.city_speed_mps[city])
+            ranked = rank(begun.strategy, found, self.settings.city_speed_mps[city])
             outcome = await self._reserve(city, order_id, entry_id, ranked)
             if outcome is not None:
                 return outcome
@@ -118,47 +151,13 @@ class Dispatcher:
     async def _reserve(
         self, city: str, order_id: str, entry_id: str, ranked: list[Candidate]
     ) -> Outcome | None:
-        offer_id = f"{order_id}-{secrets.token_hex(4)}"
-        args: list[str | float] = [
-            order_id,
-            entry_id,
-            keys.DISPATCH_GROUP,
-            self.settings.stale_ms,
-            offer_id,
-            self.settings.offer_lease_grace_ms,
-            self.settings.order_retention_s,
-        ]
-        candidate_keys: list[str] = []
-        for c in ranked:
-            args.extend((c.driver_id, round(c.distance_m, 1)))
-            candidate_keys += [keys.driver(city, c.driver_id), keys.lease(city, c.driver_id)]
-        reply = await self.scripts.offer_create(
-            keys=[
-                keys.order(city, order_id),
-                keys.pool(city),
-                keys.seen(city),
-                keys.requests(city),
-                keys.retries(city),
-                keys.order_events(city, order_id),
-                keys.city_events(city),
-                keys.offers_due(city),
-                keys.fence(city),
-                keys.excluded(city, order_id),
-                keys.offer(city, offer_id),
-                *candidate_keys,
-            ],
-            args=args,
-        )
-        index, detail = reply[0], reply[1]
-        if index > 0:
-            _, _, token, deadline_ms, name, rating, vehicle = reply
-            offered = Offered(
-                offer_id, int(token), int(deadline_ms), name, float(rating or 0), vehicle
-            )
-            return Outcome("OFFERED", ranked[index - 1], offered)
-        if index < 0:
-            return Outcome(str(detail))
-        if detail == "LATE":
+        """Have the best eligible candidate offered the order; None when none was eligible."""
+        reserved = await self.offers.create(city, order_id, entry_id, ranked)
+        if reserved.outcome is Reservation.OFFERED:
+            return Outcome("OFFERED", ranked[reserved.candidate], reserved.offer)
+        if reserved.outcome is Reservation.NOT_SEARCHING:
+            return Outcome(reserved.status)
+        if reserved.outcome is Reservation.LATE:
             return await self._retry_later(city, order_id, entry_id)  # ends it: NO_DRIVER_FOUND
         return None
 
@@ -182,6 +181,7 @@ class Dispatcher:
                 keys.city_events(city),
             ],
             args=[
+                *EVENT_CAPS,
                 order_id,
                 entry_id,
                 keys.DISPATCH_GROUP,
@@ -193,7 +193,7 @@ class Dispatcher:
                 reason if give_up else NO_DRIVER_REASON,
             ],
         )
-        return Outcome(str(reply[0]))
+        return Outcome(parse_retried(reply).status)
 
 
 def _number(value: str | None) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from enum import IntEnum
 from typing import cast
 
 from redis.asyncio import Redis
@@ -23,7 +24,16 @@ from rideflow.redis import keys
 from rideflow.redis.clock import from_ms, to_ms
 from rideflow.redis.scripts import Scripts
 
-UNKNOWN, OUT_OF_ORDER = 0, 2  # codes of driver_positions.lua; 1 is recorded
+
+class Fix(IntEnum):
+    """`driver_positions.lua`'s code for each position (kept as ints: compared, never built, on
+    the ingest path)."""
+
+    UNKNOWN = 0
+    """No such driver in this city."""
+    RECORDED = 1
+    OUT_OF_ORDER = 2
+    """Older than the position already held."""
 
 
 class Drivers:
@@ -46,7 +56,7 @@ class Drivers:
             keys=[keys.driver(code, body.id)],
             args=[body.id, body.name, body.rating, body.vehicle, code],
         )
-        if not created:
+        if created != 1:
             raise Conflict(f"driver {body.id} already exists")
         return DriverView(
             id=body.id,
@@ -114,9 +124,9 @@ class Drivers:
             )
             for (code, items), codes in zip(by_city.items(), outcomes, strict=True):
                 for (i, loc), outcome in zip(items, codes, strict=True):
-                    if outcome == UNKNOWN:
+                    if outcome == Fix.UNKNOWN:
                         unknown.append((i, loc, code))
-                    elif outcome == OUT_OF_ORDER:
+                    elif outcome == Fix.OUT_OF_ORDER:
                         rejected.append(
                             RejectedLocation(
                                 index=i,

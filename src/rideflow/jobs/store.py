@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import Any, cast
+from enum import StrEnum
+from typing import Any, NamedTuple, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -29,7 +30,7 @@ from rideflow.jobs.schemas import (
 )
 from rideflow.redis import keys
 from rideflow.redis.clock import from_ms, to_ms
-from rideflow.redis.scripts import Scripts
+from rideflow.redis.scripts import Scripts, Store, parse_stored
 
 STATUSES: tuple[JobStatus, ...] = ("pending", "processing", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
@@ -37,6 +38,27 @@ IDEMPOTENCY_TTL_S = 86_400
 THROUGHPUT_WINDOW_MS = 60_000
 RECENT_KEPT = 1_000
 """Latest completions kept per task for the statistics."""
+
+
+class Change(StrEnum):
+    """What `job_cancel.lua` or `job_redrive.lua` did."""
+
+    OK = "OK"
+    ILLEGAL = "ILLEGAL"
+    """Not allowed from the job's status; detail: that status."""
+    GONE = "GONE"
+
+
+class Changed(NamedTuple):
+    """`job_cancel.lua`'s or `job_redrive.lua`'s reply."""
+
+    outcome: Change
+    status: str = ""
+
+
+def parse_changed(reply: list[Any]) -> Changed:
+    """`job_cancel.lua`'s or `job_redrive.lua`'s reply, typed."""
+    return Changed(Change(reply[0]), str(reply[1]) if len(reply) > 1 else "")
 
 
 class Jobs:
@@ -68,7 +90,7 @@ class Jobs:
         if idempotency_key is not None:
             script_keys.append(keys.job_idempotency(idempotency_key))
             print_ = fingerprint(body.model_dump(mode="json"))
-        outcome, stored = await self.scripts.job_submit(
+        reply = await self.scripts.job_submit(
             keys=script_keys,
             args=[
                 job_id,
@@ -82,12 +104,13 @@ class Jobs:
                 print_,
             ],
         )
-        if outcome == -1:
+        outcome, stored = parse_stored(reply)
+        if outcome is Store.CONFLICT:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request "
                 f"(job {stored})"
             )
-        return str(stored)
+        return stored
 
     async def _hash(self, job_id: str) -> dict[str, str]:
         h = cast(dict[str, str], await self.redis.hgetall(keys.job(job_id)))
@@ -118,7 +141,7 @@ class Jobs:
     async def cancel(self, job_id: str) -> JobView:
         """Cancel a pending job; a running or finished one is a 409."""
         h = await self._hash(job_id)
-        reply = await self.scripts.job_cancel(
+        changed = await self.scripts.job_cancel(
             keys=[
                 keys.job(job_id),
                 keys.jobs_delayed(),
@@ -128,18 +151,19 @@ class Jobs:
             ],
             args=[job_id, self.settings.job_result_ttl_s],
         )
-        if reply[0] == "GONE":
+        outcome, status = parse_changed(changed)
+        if outcome is Change.GONE:
             raise NotFound(f"no job with id {job_id!r}")
-        if reply[0] == "ILLEGAL":
+        if outcome is Change.ILLEGAL:
             raise Conflict(
-                f"job {job_id} ({h['task']}) is {reply[1]}; only a pending job can be cancelled"
+                f"job {job_id} ({h['task']}) is {status}; only a pending job can be cancelled"
             )
         return await self.get(job_id)
 
     async def redrive(self, job_id: str) -> JobView:
         """Send a failed (dead) job back to its queue with its retries reset."""
         h = await self._hash(job_id)
-        reply = await self.scripts.job_redrive(
+        changed = await self.scripts.job_redrive(
             keys=[
                 keys.job(job_id),
                 keys.job_queue(h.get("priority", "default")),
@@ -150,10 +174,11 @@ class Jobs:
             ],
             args=[job_id],
         )
-        if reply[0] == "GONE":
+        outcome, status = parse_changed(changed)
+        if outcome is Change.GONE:
             raise NotFound(f"no job with id {job_id!r}")
-        if reply[0] == "ILLEGAL":
-            raise Conflict(f"job {job_id} is {reply[1]}; only a failed job can be re-driven")
+        if outcome is Change.ILLEGAL:
+            raise Conflict(f"job {job_id} is {status}; only a failed job can be re-driven")
         return await self.get(job_id)
 
     async def list(

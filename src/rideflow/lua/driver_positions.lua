@@ -3,15 +3,14 @@
 -- KEYS[1] city pool, [2] city seen set, [3..] driver hashes in ARGV order
 -- ARGV[1] staleness window ms, then per driver: id, lng, lat, fix time ms (0 = now), speed m/s ('' unknown)
 -- Returns one code per driver: 1 recorded, 0 no such driver in this city, 2 older than held.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local fresh_after = now_ms - tonumber(ARGV[1])
+local now = now_ms()
+local fresh_after = now - tonumber(ARGV[1])
 local out = {}
 for i = 3, #KEYS do
   local base = 2 + (i - 3) * 5
   local id, lng, lat = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local at, speed = tonumber(ARGV[base + 3]), ARGV[base + 4]
-  if at == 0 or at > now_ms then at = now_ms end
+  if at == 0 or at > now then at = now end
   local d = redis.call('HMGET', KEYS[i], 'status', 'order', 'seen')
   if not d[1] then
     out[#out + 1] = 0
@@ -21,11 +20,7 @@ for i = 3, #KEYS do
     redis.call('HSET', KEYS[i], 'lat', lat, 'lng', lng, 'seen', at)
     if speed ~= '' then redis.call('HSET', KEYS[i], 'speed', speed) end
     redis.call('ZADD', KEYS[2], at, id)
-    if d[1] == 'online' and (d[2] or '') == '' and at >= fresh_after then
-      redis.call('GEOADD', KEYS[1], lng, lat, id)
-    else
-      redis.call('ZREM', KEYS[1], id)
-    end
+    to_pool(KEYS[1], id, d[1], d[2], lng, lat, at, fresh_after)
     out[#out + 1] = 1
   end
 end

@@ -5,14 +5,6 @@
 local d = redis.call('HMGET', KEYS[3], 'status', 'order', 'lat', 'lng')
 if not d[1] then return {} end
 redis.call('HSET', KEYS[3], 'status', ARGV[2])
-if ARGV[2] ~= 'online' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return redis.call('HGETALL', KEYS[3])
-end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]) or '0')
-if (d[2] or '') == '' and d[3] and seen >= now_ms - tonumber(ARGV[3]) then
-  redis.call('GEOADD', KEYS[1], d[4], d[3], ARGV[1])
-end
+to_pool(KEYS[1], ARGV[1], ARGV[2], d[2], d[4], d[3], seen, now_ms() - tonumber(ARGV[3]))
 return redis.call('HGETALL', KEYS[3])

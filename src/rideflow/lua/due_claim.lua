@@ -4,10 +4,9 @@
 -- KEYS[1] the sorted set (member -> due time in ms)
 -- ARGV[1] lease ms, [2] most members to claim
 -- Returns the claimed members.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[2]))
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(due) do
-  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[1]), id)
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
 end
 return due

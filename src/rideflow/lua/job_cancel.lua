@@ -6,12 +6,11 @@
 local j = redis.call('HMGET', KEYS[1], 'status', 'priority')
 if not j[1] then return {'GONE'} end
 if j[1] ~= 'pending' then return {'ILLEGAL', j[1]} end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now_ms)
+local now = now_ms()
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished', now)
 redis.call('ZREM', KEYS[2], j[2] .. ':' .. ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
 return {'OK'}

@@ -10,8 +10,7 @@
 --     then per job: id, token, queue number (1..3), 'ok' or 'error', result JSON or error text,
 --     run time us, jitter factor in [0, 1)
 -- Returns per job its new status ('completed', 'pending', 'failed') or 'stale'.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = now_ms() -- the prelude's clock, read once
 local ttl = tonumber(ARGV[2])
 local out = {}
 for i = 10, #KEYS, 4 do

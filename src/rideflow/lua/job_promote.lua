@@ -2,9 +2,8 @@
 -- KEYS[1] delayed set, [2..4] queue streams high, default, low
 -- ARGV[1] most jobs to move
 -- Returns how many were moved.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0,
+  tonumber(ARGV[1]))
 local queues = {high = KEYS[2], default = KEYS[3], low = KEYS[4]}
 for _, member in ipairs(due) do
   local sep = string.find(member, ':', 1, true)

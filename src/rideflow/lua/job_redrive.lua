@@ -6,14 +6,13 @@
 local j = redis.call('HMGET', KEYS[1], 'status', 'dead_entry')
 if not j[1] then return {'GONE'} end
 if j[1] ~= 'failed' then return {'ILLEGAL', j[1]} end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'status', 'pending', 'retries', 0, 'lost', 0, 'run_at', now_ms)
+local now = now_ms()
+redis.call('HSET', KEYS[1], 'status', 'pending', 'retries', 0, 'lost', 0, 'run_at', now)
 redis.call('HDEL', KEYS[1], 'finished', 'dead_entry')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[6])
 if j[2] then redis.call('XDEL', KEYS[3], j[2]) end
 redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZADD', KEYS[5], now_ms, ARGV[1])
+redis.call('ZADD', KEYS[5], now, ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
 return {'OK'}

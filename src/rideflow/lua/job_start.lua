@@ -10,8 +10,7 @@
 -- Returns per started job {id, token, task, payload, timeout s, created ms, run at ms, entry,
 -- queue number}. The queue and entry are kept in the job's hash: the queues may hand out the
 -- same entry id, so an entry is known by both.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_ms = now_ms() -- the prelude's clock, read once
 local out = {}
 for i = 8, #KEYS, 2 do
   local base = 5 + (i - 8) / 2 * 3

@@ -4,28 +4,28 @@
 --     [5] the task's stats hash, [6] (optional) idempotency key
 -- ARGV[1] job id, [2] task, [3] payload JSON, [4] priority, [5] max retries, [6] timeout s,
 --     [7] run at ms (0: now), [8] idempotency ttl s, [9] request fingerprint
--- Returns {1, id} when stored, {0, id} when the idempotency key already names a job with the
--- same fingerprint, {-1, id} when it names one with another.
+-- Returns {'CREATED', id}; {'EXISTING', id} when the idempotency key already names a job with the
+-- same fingerprint (or the job exists: a replayed call); {'CONFLICT', id} when it names one with
+-- another fingerprint.
 if KEYS[6] then
   local prior = redis.call('GET', KEYS[6])
   if prior then
     local sep = string.find(prior, '|', 1, true)
     local prior_id = string.sub(prior, 1, sep - 1)
-    if string.sub(prior, sep + 1) == ARGV[9] then return {0, prior_id} end
-    return {-1, prior_id}
+    if string.sub(prior, sep + 1) == ARGV[9] then return {'EXISTING', prior_id} end
+    return {'CONFLICT', prior_id}
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'EXISTING', ARGV[1]} end
+local now = now_ms()
 local run_at = tonumber(ARGV[7])
-if run_at < now_ms then run_at = now_ms end
+if run_at < now then run_at = now end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'task', ARGV[2], 'payload', ARGV[3],
   'priority', ARGV[4], 'max_retries', ARGV[5], 'timeout', ARGV[6], 'status', 'pending',
-  'retries', 0, 'attempts', 0, 'created', now_ms, 'run_at', run_at)
-redis.call('ZADD', KEYS[4], now_ms, ARGV[1])
+  'retries', 0, 'attempts', 0, 'created', now, 'run_at', run_at)
+redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'submitted', 1)
-if run_at > now_ms then
+if run_at > now then
   redis.call('ZADD', KEYS[3], run_at, ARGV[4] .. ':' .. ARGV[1])
 else
   redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
@@ -33,4 +33,4 @@ end
 if KEYS[6] then
   redis.call('SET', KEYS[6], ARGV[1] .. '|' .. ARGV[9], 'EX', tonumber(ARGV[8]))
 end
-return {1, ARGV[1]}
+return {'CREATED', ARGV[1]}

@@ -3,10 +3,9 @@
 -- KEYS[1] city pool, [2] city seen set
 -- ARGV[1] staleness window ms, [2] most drivers to drop in one call
 -- Returns how many were dropped.
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now_ms - tonumber(ARGV[1])),
-  'LIMIT', 0, tonumber(ARGV[2]))
+local horizon = now_ms() - tonumber(ARGV[1])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. horizon, 'LIMIT', 0,
+  tonumber(ARGV[2]))
 if #stale == 0 then return 0 end
 redis.call('ZREM', KEYS[1], unpack(stale))
 return redis.call('ZREM', KEYS[2], unpack(stale))

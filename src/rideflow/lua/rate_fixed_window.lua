@@ -3,8 +3,7 @@
 -- ARGV[1] limit, [2] window ms
 -- Returns {allowed 0/1, remaining, ms until the window resets, retry-after ms}.
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local start = now - now % window
 local s = redis.call('HMGET', KEYS[1], 'start', 'count')
 local count = 0

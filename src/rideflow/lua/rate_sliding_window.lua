@@ -3,8 +3,7 @@
 -- ARGV[1] limit, [2] window ms, [3] a member unique to this hit
 -- Returns {allowed 0/1, remaining, ms until the oldest hit leaves the window, retry-after ms}.
 local limit, window_us = tonumber(ARGV[1]), tonumber(ARGV[2]) * 1000
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = now_us()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window_us)
 local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0

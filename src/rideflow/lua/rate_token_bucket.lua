@@ -4,8 +4,7 @@
 -- Returns {allowed 0/1, remaining whole tokens, ms until the bucket is full, retry-after ms}.
 local rate = tonumber(ARGV[1]) / tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = now_us() / 1000
 local s = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = burst
 if s[1] then tokens = math.min(burst, tonumber(s[1]) + (now - tonumber(s[2])) * rate) end

@@ -4,7 +4,8 @@ history, and the steps people make (the state machine itself is `rideflow.orders
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from enum import StrEnum
+from typing import Any, NamedTuple, cast
 
 from redis.asyncio import Redis
 
@@ -23,8 +24,33 @@ from rideflow.orders.schemas import (
 from rideflow.orders.states import STATUSES, STEPS, Kind, illegal_step_text
 from rideflow.redis import keys
 from rideflow.redis.clock import from_us
-from rideflow.redis.scripts import Scripts
+from rideflow.redis.scripts import EVENT_CAPS, Scripts, Store, Stored, parse_stored
 from rideflow.schemas import Point
+
+
+class Step(StrEnum):
+    """What `order_transition.lua` did."""
+
+    OK = "OK"
+    ILLEGAL = "ILLEGAL"
+    """Not a step the order's status allows; detail: that status."""
+    NOT_YOURS = "NOT_YOURS"
+    """Another driver holds the order; detail: that driver."""
+    CHANGED = "CHANGED"
+    """The order's driver or offer moved under the caller: read again and retry."""
+    GONE = "GONE"
+
+
+class Stepped(NamedTuple):
+    """`order_transition.lua`'s reply: the outcome and its detail (the time in us when OK)."""
+
+    outcome: Step
+    detail: str = ""
+
+
+def parse_stepped(reply: list[Any]) -> Stepped:
+    """`order_transition.lua`'s reply, typed."""
+    return Stepped(Step(reply[0]), str(reply[1]) if len(reply) > 1 else "")
 
 
 class Orders:
@@ -52,10 +78,10 @@ class Orders:
         idempotency: tuple[str, str] | None = None,
         direct: bool = False,
         replaces: str = "",
-    ) -> tuple[int, str]:
+    ) -> Stored:
         """Store an order and queue it (or, `direct`, leave it to the caller to dispatch now) in
         one round trip. `idempotency` is (key, fingerprint); `replaces` names an earlier order
-        that key may be moved off. Returns the script's (outcome, order id)."""
+        that key may be moved off. Returns what was stored, or the order the key names."""
         order_id = f"{city}-{uuid.uuid4().hex}"
         script_keys = [
             keys.order(city, order_id),
@@ -68,6 +94,7 @@ class Orders:
         if idempotency:
             script_keys.append(key)
         args: list[str | int | float] = [
+            *EVENT_CAPS,
             order_id,
             self.settings.deadline_ms(kind),
             "direct" if direct else "queue",
@@ -82,8 +109,7 @@ class Orders:
         ]
         for name, value in fields.items():
             args.extend((name, value))
-        outcome, stored = await self.scripts.order_enqueue(keys=script_keys, args=args)
-        return int(outcome), str(stored)
+        return parse_stored(await self.scripts.order_enqueue(keys=script_keys, args=args))
 
     async def create_ride(
         self, body: RideCreate, idempotency_key: str | None = None
@@ -135,7 +161,7 @@ class Orders:
             key = keys.idempotency(city, f"customer:{customer}", idempotency_key)
             idem = (key, fingerprint(body.model_dump()))
         outcome, order_id = await self.enqueue(city, kind, fields, idempotency=idem)
-        if outcome == -1:
+        if outcome is Store.CONFLICT:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request "
                 f"({kind} {order_id})"
@@ -258,9 +284,10 @@ class Orders:
                     keys.offer(city, offer or "none"),
                     keys.offers_due(city),
                 ]
-            outcome = await self.scripts.order_transition(
+            reply = await self.scripts.order_transition(
                 keys=script_keys,
                 args=[
+                    *EVENT_CAPS,
                     order_id,
                     step.target,
                     ",".join(step.sources),
@@ -272,14 +299,15 @@ class Orders:
                     self.settings.order_retention_s,
                 ],
             )
-            if outcome[0] == "OK":
+            outcome, detail = parse_stepped(reply)
+            if outcome is Step.OK:
                 return
-            if outcome[0] == "ILLEGAL":
-                raise Conflict(illegal_step_text(kind, order_id, outcome[1], action))
-            if outcome[0] == "NOT_YOURS":
-                holder = outcome[1] or "no driver"
+            if outcome is Step.ILLEGAL:
+                raise Conflict(illegal_step_text(kind, order_id, detail, action))
+            if outcome is Step.NOT_YOURS:
+                holder = detail or "no driver"
                 raise Conflict(f"{kind} {order_id} is held by {holder}, not by {driver_id}")
-            if outcome[0] == "GONE":
+            if outcome is Step.GONE:
                 raise NotFound(f"no {kind} with id {order_id!r}")
         raise Conflict(f"{kind} {order_id} kept changing while being {step.verb}; retry")
 

@@ -1,16 +1,47 @@
-"""The Lua scripts, read from `lua/*.lua` and bound once per Redis client."""
+"""The Lua scripts, read from `lua/*.lua` with the shared prelude before each, and bound once per
+Redis client."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from redis.exceptions import NoScriptError
 
 Arg = str | int | float
+
+ORDER_EVENTS_CAP = 128
+"""Entries kept (about: `MAXLEN ~`) in one order's event stream."""
+CITY_EVENTS_CAP = 100_000
+"""Entries kept (about) in a city's event stream."""
+EVENT_CAPS: tuple[int, int] = (ORDER_EVENTS_CAP, CITY_EVENTS_CAP)
+"""The first two ARGV of every script that records order events, in this order."""
+
+
+class Store(StrEnum):
+    """What a script that stores something under an idempotency key did."""
+
+    CREATED = "CREATED"
+    EXISTING = "EXISTING"
+    """The key (or the id) already names it, for the same request: a replay."""
+    CONFLICT = "CONFLICT"
+    """The key names something stored for a different request."""
+
+
+class Stored(NamedTuple):
+    """The reply of `order_enqueue.lua` and `job_submit.lua`: the outcome and the id it names."""
+
+    outcome: Store
+    id: str
+
+
+def parse_stored(reply: list[Any]) -> Stored:
+    """An `{outcome, id}` reply, typed."""
+    return Stored(Store(reply[0]), str(reply[1]))
 
 
 class Executor(Protocol):
@@ -49,7 +80,8 @@ class Scripts:
     order_retry: Lua
     order_transition: Lua
     offer_create: Lua
-    offer_answer: Lua
+    offer_accept: Lua
+    offer_release: Lua
     due_claim: Lua
     job_submit: Lua
     job_start: Lua
@@ -68,11 +100,13 @@ class Scripts:
 
     @classmethod
     def register(cls, redis: Executor) -> Scripts:
-        """Bind every script to `redis`."""
-        folder = resources.files("rideflow") / "lua"
-        return cls(
-            **{
-                f.name: Lua(redis, (folder / f"{f.name}.lua").read_text("utf-8"))
-                for f in fields(cls)
-            }
-        )
+        """Bind every script, its source the prelude followed by its own file, to `redis`."""
+        return cls(**{f.name: Lua(redis, source(f.name)) for f in fields(cls)})
+
+
+def source(name: str) -> str:
+    """The text Redis runs for script `name`: the prelude's local functions, then the script,
+    as one chunk (so the SHA1 covers both, and Lua error line numbers count the prelude too)."""
+    folder = resources.files("rideflow") / "lua"
+    prelude = (folder / "prelude.lua").read_text("utf-8")
+    return prelude + (folder / f"{name}.lua").read_text("utf-8")

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from rideflow.config import Settings
+from rideflow.dispatch.offers import Answer
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 from rideflow.redis.streams import Entry
@@ -164,11 +165,14 @@ class DispatcherWorker(Handler):
         while True:
             due = await self.scripts.due_claim(keys=[due_key], args=[SWEEP_LEASE_MS, SWEEP_BATCH])
             for offer_id in due:
-                reply = await self.offers.expire(city, offer_id)
-                if reply[0] == "EXPIRED":
+                answered = await self.offers.expire(city, offer_id)
+                if answered.outcome is Answer.EXPIRED:
                     self.counts["lapsed"] += 1
-                    if reply[2] == "offline":
+                    if answered.detail == "offline":
                         log.info("offer %s lapsed; its driver went offline", offer_id)
+                elif answered.outcome is Answer.REPAIRED:
+                    self.counts["repaired"] += 1
+                    log.warning("offer %s was lost; its order searches again", offer_id)
             if len(due) < SWEEP_BATCH:
                 await asyncio.sleep(self.settings.offer_sweep_s)
 
@@ -177,7 +181,7 @@ class DispatcherWorker(Handler):
         while True:
             await self.scripts.pool_prune(
                 keys=[keys.pool(city), keys.seen(city)],
-                args=[int(self.settings.driver_stale_s * 1000), 1000],
+                args=[self.settings.stale_ms, 1000],
             )
             await asyncio.sleep(HOUSEKEEPING_S)
 

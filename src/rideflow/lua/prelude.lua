@@ -1,0 +1,49 @@
+-- The prelude: prepended to every script at registration (one chunk, so these locals are in
+-- scope there). It holds what scripts would otherwise copy: Redis time, event emission, the
+-- return to the pool, and settling an offer's lease and deadline.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Epoch microseconds as the integer text events and hashes carry (no exponent).
+local function us_text(us) return string.format('%.0f', us) end
+-- Append one transition to the order's stream and the city's, each capped (caps come from the
+-- caller's ARGV, so Python owns them).
+local function emit(order_stream, city_stream, order_cap, city_cap, order_id, ...)
+  redis.call('XADD', order_stream, 'MAXLEN', '~', order_cap, '*', ...)
+  redis.call('XADD', city_stream, 'MAXLEN', '~', city_cap, '*', 'order', order_id, ...)
+end
+-- The one rule of the pool: a driver is in it when online, holding no order and seen within the
+-- staleness window (seen at or after `fresh_after` ms), and out of it otherwise.
+local function to_pool(pool, driver_id, status, order, lng, lat, seen_ms, fresh_after)
+  if status == 'online' and (order or '') == '' and lat and seen_ms >= fresh_after then
+    redis.call('GEOADD', pool, lng, lat, driver_id)
+    return true
+  end
+  redis.call('ZREM', pool, driver_id)
+  return false
+end
+-- A driver who holds `order_id` holds it no more, and goes back to the pool if they may.
+-- Returns the driver's fields {status, order, lat, lng} as read before.
+local function free_driver(pool, seen, driver_hash, driver_id, order_id, at_ms, stale_ms)
+  local d = redis.call('HMGET', driver_hash, 'status', 'order', 'lat', 'lng')
+  if d[2] == order_id then
+    redis.call('HSET', driver_hash, 'order', '', 'offer', '')
+    local last = tonumber(redis.call('ZSCORE', seen, driver_id) or '0')
+    to_pool(pool, driver_id, d[1], '', d[4], d[3], last, at_ms - tonumber(stale_ms))
+  end
+  return d
+end
+-- An offer is no longer pending: no longer due, and its driver's lease released when the lease
+-- is still this offer's (its value is `token|order|offer`).
+local function drop_offer(due, lease, offer_id)
+  redis.call('ZREM', due, offer_id)
+  local held = redis.call('GET', lease)
+  if held and string.sub(held, -(#offer_id + 1)) == '|' .. offer_id then
+    redis.call('DEL', lease)
+  end
+end
