@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
+import os
 import signal
+import sys
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def freeze_startup_objects() -> None:
@@ -26,3 +32,22 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A `preexec_fn` that has the child sent `sig` when the process starting it dies, even by
+    kill -9 (Linux `PR_SET_PDEATHSIG`; elsewhere it does nothing).
+
+    The signal follows the death of the thread that forked, so start children from the main
+    thread. A parent that died before the child armed it is caught by comparing parents."""
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return arm

@@ -75,9 +75,7 @@ def async_true(check: Callable[[], bool]) -> Callable[[], Any]:
     return condition
 
 
-@pytest.mark.slow
-def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
-    api_port, redis_port = free_port(), free_port()
+def up_env(tmp_path: Path, api_port: int, redis_port: int) -> dict[str, str]:
     env = {
         **os.environ,
         **env_of(Settings(redis_url=None)),
@@ -87,28 +85,49 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) ->
         "RIDEFLOW_DISPATCHER_CONCURRENCY": "4",
     }
     env.pop("RIDEFLOW_REDIS_URL", None)
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen(
-        [sys.executable, "-m", "rideflow", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    return env
+
+
+def start_up(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`rideflow up`, waited for until it is ready."""
+    with log_path.open("ab") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "rideflow", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{env['RIDEFLOW_PORT']}"
+
+    def ready() -> bool:
+        assert up.poll() is None, log_path.read_text()
+        try:
+            return status_of(f"{base}/readyz") == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, 30, "rideflow up")
+    return up
+
+
+def children_of(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie left for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) -> None:
+    api_port, redis_port = free_port(), free_port()
+    up = start_up(up_env(tmp_path, api_port, redis_port), tmp_path / "up.log")
     try:
         base = f"http://127.0.0.1:{api_port}"
-
-        def ready() -> bool:
-            assert up.poll() is None, (tmp_path / "up.log").read_text()
-            try:
-                return status_of(f"{base}/readyz") == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, 30, "rideflow up")
-        children = [
-            int(p)
-            for p in subprocess.run(
-                ["pgrep", "-P", str(up.pid)], check=False, capture_output=True, text=True
-            ).stdout.split()
-        ]
-        assert len(children) == 4  # redis-server, api, dispatcher, job worker
+        children = children_of(up.pid)
+        assert len(children) == 5  # redis-server, api, two dispatchers, job worker
 
         r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"})
         assert r.status_code == 201
@@ -133,4 +152,33 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) ->
         if up.poll() is None:
             up.kill()
             up.wait()
-        log.close()
+
+
+@pytest.mark.slow
+def test_up_killed_with_9_leaves_nothing_running_and_starts_again(tmp_path: Path) -> None:
+    api_port, redis_port = free_port(), free_port()
+    env = up_env(tmp_path, api_port, redis_port)
+    first = start_up(env, tmp_path / "up.log")
+    second = None
+    children = children_of(first.pid)
+    try:
+        assert len(children) == 5
+        first.kill()
+        first.wait()
+        # Started at once: it waits for the ports the dying children still hold.
+        second = start_up(env, tmp_path / "up.log")
+        for pid in children:
+            wait_until(lambda pid=pid: gone(pid), 20, f"process {pid} to exit")  # type: ignore[misc]
+        base = f"http://127.0.0.1:{api_port}"
+        r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"})
+        assert r.status_code == 201, r.text
+        second.send_signal(signal.SIGINT)
+        assert second.wait(30) == 0
+    finally:
+        for up in (first, second):
+            if up is not None and up.poll() is None:
+                up.kill()
+                up.wait()
+        for pid in children:
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -67,8 +67,11 @@ async def test_driver_lifecycle_and_pool(client: httpx.AsyncClient, redis: Redis
 async def test_stale_position_keeps_a_driver_out_of_the_pool(
     client: httpx.AsyncClient, redis: Redis
 ) -> None:
+    assert (await client.post("/v1/drivers", json={"id": "old", "name": "A"})).status_code == 201
     old = datetime.now(UTC) - timedelta(seconds=120)
-    await add_driver(client, "old", BLR, recorded_at=old)
+    body = {"lat": BLR[0], "lng": BLR[1], "recorded_at": old.isoformat()}
+    assert (await client.put("/v1/drivers/old/location", json=body)).status_code == 422
+    await client.put("/v1/drivers/old/status", json={"status": "online"})
     assert await redis.zscore(keys.pool("blr"), "old") is None
     await client.put("/v1/drivers/old/location", json={"lat": BLR[0], "lng": BLR[1]})
     assert await redis.zscore(keys.pool("blr"), "old") is not None

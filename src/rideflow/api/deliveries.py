@@ -4,13 +4,13 @@ delivery-assignment contract (`POST /v1/delivery/assign`)."""
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, idempotency_key
 from rideflow.api.jsonc import strip_comments
+from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
 from rideflow.api.steps import OrderId, add_steps
 from rideflow.dispatch.schemas import AssignRequest, AssignResponse
@@ -58,9 +58,7 @@ async def get_delivery(delivery_id: OrderId, orders: OrdersDep) -> DeliveryView:
 async def get_delivery_events(
     delivery_id: OrderId,
     orders: OrdersDep,
-    after: Annotated[
-        str | None, Query(pattern=r"^\d+-\d+$", description="Last event id seen")
-    ] = None,
+    after: EventAfter = None,
 ) -> DeliveryEvents:
     events = await orders.events(delivery_id, "delivery", after)
     return DeliveryEvents(delivery_id=delivery_id, events=events)

@@ -45,7 +45,10 @@ async def list_jobs(
     status: JobStatus,
     task: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[float | None, Query(description="`next_before` of the previous page")] = None,
+    before: Annotated[
+        float | None,
+        Query(allow_inf_nan=False, description="`next_before` of the previous page"),
+    ] = None,
 ) -> JobList:
     return await jobs.list(status, task, limit, before)
 

@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rideflow.api.problems import problem, redis_unavailable
+from rideflow.api.problems import UNLIMITED_PREFIXES, problem, redis_failure
 from rideflow.api.ratelimit import RateLimiter
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-UNLIMITED_PREFIXES = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
 
 
 class BodyTooLarge(Exception):
@@ -123,7 +122,7 @@ class RateLimitMiddleware:
         try:
             decision = await limiter.hit(name, client_address(peer, forwarded, self.trusted))
         except RedisError as exc:
-            await redis_unavailable(exc)(scope, receive, send)
+            await redis_failure(exc, f"rate limit of {path}")(scope, receive, send)
             return
         headers = decision.headers()
         if not decision.allowed:

@@ -9,14 +9,30 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from rideflow.errors import RideflowError
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+UNLIMITED_PREFIXES = ("/healthz", "/readyz", "/docs", "/redoc", "/openapi.json")
+"""Paths no rate limit guards: probes and documentation."""
+# Error replies of a Redis that is up but refusing work for now (loading its data set, a replica,
+# out of memory, failing to persist, a script running past its time): worth a retry. The
+# pipelined client raises a plain ResponseError for them, so they are known by their prefix.
+REFUSING_WORK = ("LOADING", "READONLY", "OOM", "MISCONF", "MASTERDOWN", "BUSY", "TRYAGAIN")
 log = logging.getLogger(__name__)
 
 
@@ -30,20 +46,32 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
+RETRY_AFTER = {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+RATE_HEADERS = {
+    "RateLimit-Policy": {"description": "The policy applied", "schema": {"type": "string"}},
+    "RateLimit": {"description": "What is left of it", "schema": {"type": "string"}},
+}
+DOCS: dict[int, dict[str, Any]] = {
+    404: {"description": "Unknown id"},
+    409: {"description": "Conflicts with the current state"},
+    413: {"description": "Body too large"},
+    422: {"description": "Invalid input (malformed JSON included), with the field and the reason"},
+    429: {"description": "Rate limited", "headers": {"Retry-After": RETRY_AFTER, **RATE_HEADERS}},
+    503: {
+        "description": "Redis unreachable, loading or refusing work",
+        "headers": {"Retry-After": RETRY_AFTER},
+    },
+}
+
+
+def _doc(status: int) -> dict[str, Any]:
+    return {**DOCS[status], "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer."""
-    text = {
-        404: "Unknown id",
-        409: "Conflicts with the current state",
-        413: "Body too large",
-        422: "Invalid input, with the field and the reason",
-        429: "Rate limited",
-        503: "Redis unreachable",
-    }
-    return {
-        s: {"model": Problem, "description": text[s], "content": {"application/problem+json": {}}}
-        for s in (*statuses, 429, 503)
-    }
+    """OpenAPI entries for the domain error statuses a route can answer (404, 409, 422); the
+    edge's own (413, 429, 503) are added to every route by `install`."""
+    return {s: _doc(s) for s in statuses}
 
 
 def problem(
@@ -70,6 +98,18 @@ def _validation(request: Request, exc: Exception) -> Response:
     return problem(422, "Invalid request", detail, errors=errors)
 
 
+def _unreadable_body(cause: BaseException) -> Response:
+    if isinstance(cause, UnicodeError):
+        reason = "the body is not UTF-8; JSON must be"
+    elif isinstance(cause, RecursionError):
+        reason = "the JSON nests too deeply"
+    else:
+        reason = "the body is not valid JSON"
+    return problem(
+        422, "Invalid request", f"body: {reason}", errors=[{"field": "body", "reason": reason}]
+    )
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -84,18 +124,41 @@ def _domain(request: Request, exc: Exception) -> Response:
 
 def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI's answer to a body it could not decode: the same problem as malformed JSON,
+        # which is a 422 on every route (and on the routes that parse their own body).
+        return _unreadable_body(exc.__cause__)
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     headers = dict(exc.headers) if exc.headers else None
     return problem(exc.status_code, title, str(exc.detail), headers=headers)
 
 
-def _redis_down(request: Request, exc: Exception) -> Response:
+def redis_outage(exc: RedisError) -> bool:
+    """Whether an error means Redis cannot serve now (a retry may succeed), rather than a
+    command this server got wrong (a retry never will)."""
+    if isinstance(exc, ConnectionError | TimeoutError | BusyLoadingError):
+        return True
+    if isinstance(exc, ReadOnlyError | OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(REFUSING_WORK)
+
+
+def _redis_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RedisError)
+    return redis_failure(exc, f"{request.method} {request.url.path}")
+
+
+def redis_failure(exc: RedisError, where: str) -> Response:
+    """503 with `Retry-After` while Redis is down or refusing work; any other Redis error is a
+    command this server got wrong: a 500, which no retry would cure."""
+    if not redis_outage(exc):
+        log.error("redis refused a command on %s", where, exc_info=exc)
+        return problem(
+            500,
+            "Internal server error",
+            "the server failed to handle this request; it has been logged",
+        )
     log.warning("redis unavailable: %s", exc)
-    return redis_unavailable(exc)
-
-
-def redis_unavailable(exc: Exception) -> Response:
-    """The 503 every request gets while Redis cannot be reached."""
     return problem(
         503,
         "Service unavailable",
@@ -110,6 +173,31 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RideflowError, _domain)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(ValidationError, _validation)
-    # Connection loss, timeouts, and a Redis refusing writes (OOM, MISCONF, READONLY) alike.
-    app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document with every error as sent: problem+json, including FastAPI's own
+    422 and the statuses the edge adds to every route."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Problem"] = Problem.model_json_schema()
+        for path, operations in doc.get("paths", {}).items():
+            for operation in operations.values():
+                answers = operation.setdefault("responses", {})
+                edge = [413] if path.startswith("/healthz") else [413, 503]
+                if not path.startswith(UNLIMITED_PREFIXES):
+                    edge.append(429)
+                if "422" in answers:  # FastAPI's own, for routes with parameters
+                    edge.append(422)
+                for status in edge:
+                    answers[str(status)] = _doc(status)
+        app.openapi_schema = doc
+    return app.openapi_schema

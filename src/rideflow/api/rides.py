@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import orjson
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from rideflow.api.deps import IDEMPOTENCY_DOC, OrdersDep, idempotency_key, orders_of
+from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
 from rideflow.api.steps import OrderId, add_steps
 from rideflow.orders.schemas import RideAccepted, RideCreate, RideEvents, RideView
@@ -68,9 +67,7 @@ async def get_ride(ride_id: OrderId, orders: OrdersDep) -> RideView:
 async def get_events(
     ride_id: OrderId,
     orders: OrdersDep,
-    after: Annotated[
-        str | None, Query(pattern=r"^\d+-\d+$", description="Last event id seen")
-    ] = None,
+    after: EventAfter = None,
 ) -> RideEvents:
     return RideEvents(ride_id=ride_id, events=await orders.events(ride_id, "ride", after))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from enum import IntEnum
 from typing import cast
@@ -96,15 +97,30 @@ class Drivers:
             reason = result.rejected[0].reason
             if reason.startswith("no driver"):
                 raise NotFound(reason)
-            raise Unprocessable(reason, field="recorded_at" if "older" in reason else "lat")
+            raise Unprocessable(
+                reason, field="recorded_at" if reason.startswith("recorded_at") else "lat"
+            )
 
     async def record(self, locations: list[DriverLocation]) -> LocationBatchResult:
         """Record many positions with one script call per city, all in one round trip."""
         rejected: list[RejectedLocation] = []
         by_city: dict[str, list[tuple[int, DriverLocation]]] = defaultdict(list)
+        oldest_ms = int(time.time() * 1000) - self.settings.stale_ms
         for i, loc in enumerate(locations):
             city = self.cities.locate(loc.lat, loc.lng)
-            if city is None:
+            if loc.recorded_at is not None and to_ms(loc.recorded_at) < oldest_ms:
+                # It would be stored only to mark the driver stale at once (and a fix dated
+                # before 1970 cannot even be read back): refused, so the device learns its clock
+                # or its queue is off.
+                rejected.append(
+                    RejectedLocation(
+                        index=i,
+                        driver_id=loc.driver_id,
+                        reason=f"recorded_at {loc.recorded_at.isoformat()} is older than the "
+                        f"stale window ({self.settings.stale_ms / 1000:g} s); send a current fix",
+                    )
+                )
+            elif city is None:
                 rejected.append(
                     RejectedLocation(
                         index=i,

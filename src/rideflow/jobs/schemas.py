@@ -5,13 +5,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rideflow.schemas import Body
 
 Priority = Literal["high", "default", "low"]
 JobStatus = Literal["pending", "processing", "completed", "failed", "cancelled"]
 TASK_PATTERN = r"^[a-z][a-z0-9_.]{0,63}$"
+PAYLOAD_MAX_DEPTH = 32
+INT_RANGE = (-(2**63), 2**64 - 1)
+"""What JSON libraries (orjson, Redis' cjson, most clients) can carry as an integer."""
+
+
+def check_plain_json(value: object, where: str = "payload") -> None:
+    """Refuse what could not be stored, fingerprinted and read back as the same JSON: integers
+    beyond 64 bits and nesting deeper than `PAYLOAD_MAX_DEPTH`. Walked without recursion, as the
+    body may nest as deep as its size allows."""
+    stack: list[tuple[object, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= PAYLOAD_MAX_DEPTH:
+                raise ValueError(f"{path} nests deeper than {PAYLOAD_MAX_DEPTH} levels")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in pairs)
+        elif isinstance(item, int) and not INT_RANGE[0] <= item <= INT_RANGE[1]:
+            raise ValueError(f"{path} is an integer beyond 64 bits")
 
 
 class JobSubmit(Body):
@@ -40,6 +59,12 @@ class JobSubmit(Body):
         le=86_400,
         description="Seconds an attempt may run; the default when absent",
     )
+
+    @field_validator("payload")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_plain_json(value)
+        return value
 
     @model_validator(mode="after")
     def _one_schedule(self) -> JobSubmit:

@@ -7,12 +7,12 @@ import logging
 import random
 from typing import Any, Protocol, cast
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from rideflow.jobs.registry import REGISTRY, JobContext
 from rideflow.orders.states import DONE
 from rideflow.redis import keys
-from rideflow.schemas import ID_PATTERN
+from rideflow.schemas import ID_PATTERN, Body
 
 log = logging.getLogger("rideflow.jobs.tasks")
 
@@ -40,7 +40,7 @@ class Mailer:
 MAILER = Mailer()
 
 
-class SendEmail(BaseModel):
+class SendEmail(Body):
     to: str = Field(default="customer@example.com", pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
     subject: str = Field(default="Hello from RideFlow", max_length=200)
     body: str = Field(default="", max_length=10_000)
@@ -54,7 +54,7 @@ async def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
     return {"to": payload.to, "message_id": ctx.job_id}
 
 
-class TripReceipt(BaseModel):
+class TripReceipt(Body):
     order_id: str = Field(min_length=1, max_length=96, pattern=ID_PATTERN)
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)
 
@@ -83,27 +83,32 @@ async def trip_receipt(payload: TripReceipt, ctx: JobContext) -> dict[str, Any]:
     return receipt
 
 
-class DriverRating(BaseModel):
+RATING_PRIOR_WEIGHT = 5
+"""How many ratings the rating a driver registered with counts as: a new 5.0 driver's first
+rating of 1 makes them (5 x 5 + 1) / 6 = 4.33, not 1.0."""
+
+
+class DriverRating(Body):
     driver_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     rating: float = Field(ge=1, le=5)
 
 
 @REGISTRY.task("update_driver_rating", DriverRating)
 async def update_driver_rating(payload: DriverRating, ctx: JobContext) -> dict[str, Any]:
-    """Fold one rating into the driver's average, once per job."""
+    """Fold one rating into the driver's average (the registered rating a prior), once per job."""
     city = cast(str | None, await ctx.redis.hget(keys.DRIVER_DIRECTORY, payload.driver_id))
     if city is None:
         raise LookupError(f"no driver {payload.driver_id}")
     reply = await ctx.scripts.driver_rate(
         keys=[keys.driver(city, payload.driver_id), keys.driver_ratings(city, payload.driver_id)],
-        args=[ctx.job_id, payload.rating, ctx.settings.job_result_ttl_s],
+        args=[ctx.job_id, payload.rating, ctx.settings.job_result_ttl_s, RATING_PRIOR_WEIGHT],
     )
     if reply[0] == -1:
         raise LookupError(f"no driver {payload.driver_id}")
     return {"driver_id": payload.driver_id, "rating": float(reply[1]), "ratings": int(reply[2])}
 
 
-class Purge(BaseModel):
+class Purge(Body):
     pass
 
 
@@ -115,7 +120,7 @@ async def purge_expired(payload: Purge, ctx: JobContext) -> dict[str, int]:
     return await purge(ctx.redis, ctx.settings)
 
 
-class Flaky(BaseModel):
+class Flaky(Body):
     fail_rate: float | None = Field(
         default=None, ge=0, le=1, description="Chance each attempt fails; the configured rate"
     )

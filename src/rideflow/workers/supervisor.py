@@ -1,6 +1,6 @@
-"""`rideflow up`: a managed redis-server (unless one is configured), the API, a dispatcher and a
-job worker,
-started together and stopped together."""
+"""`rideflow up`: a managed redis-server (unless one is configured), the API, two dispatchers and
+a job worker, started together and stopped together; none outlives `rideflow up`, even when it is
+killed with -9."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ from types import FrameType
 import redis
 
 from rideflow.config import Settings
+from rideflow.process import die_with_parent
 
 log = logging.getLogger("rideflow.up")
 STOP_TIMEOUT_S = 10.0
+PORT_WAIT_S = 15.0
+"""How long a start waits for the ports of a previous run's processes, still shutting down."""
+DISPATCHERS = 2
+"""Two, so that an offer still lapses on time while one is down: the other sweeps its deadlines
+(a sole dispatcher's crash made lapses ~0.4 s late; see figure 7 of `make bench`)."""
 
 
 class ManagedRedis:
@@ -43,7 +49,7 @@ class ManagedRedis:
             raise SystemExit(
                 "redis-server not found; install it: sudo apt-get install redis-server"
             )
-        if _port_in_use(self.port):
+        if not _port_frees(self.port):
             raise SystemExit(
                 f"port {self.port} is taken; stop what listens there or set "
                 "RIDEFLOW_MANAGED_REDIS_PORT (or RIDEFLOW_REDIS_URL to use a Redis you run)"
@@ -69,7 +75,10 @@ class ManagedRedis:
                 "redis.log",
                 *persistence,
             ],
+            # Its own session: a Ctrl-C at the terminal reaches only the supervisor, which stops
+            # the parts in order; the death signal still stops it if the supervisor is killed.
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 (one prctl call; nothing to lock)
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
@@ -100,6 +109,16 @@ def _port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port_frees(port: int) -> bool:
+    """Whether `port` is free, waiting a while for processes of a crashed run to let it go."""
+    deadline = time.monotonic() + PORT_WAIT_S
+    while _port_in_use(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -111,7 +130,7 @@ def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
             proc.wait()
 
 
-def up(settings: Settings, concurrency: int) -> int:
+def up(settings: Settings, concurrency: int, dispatchers: int = DISPATCHERS) -> int:
     """Run everything until Ctrl-C or SIGTERM, or until a part dies; leave nothing running."""
     stop = threading.Event()
 
@@ -127,14 +146,27 @@ def up(settings: Settings, concurrency: int) -> int:
         managed.start()
         env["RIDEFLOW_REDIS_URL"] = managed.url
     children: dict[str, subprocess.Popen[bytes]] = {}
+    parts = [("api", ["api"]), ("jobs", ["jobs"])]
+    parts += [
+        (f"dispatcher-{n}", ["dispatcher", "--concurrency", str(concurrency)])
+        for n in range(1, dispatchers + 1)
+    ]
     try:
-        for name, args in (
-            ("api", ["api"]),
-            ("dispatcher", ["dispatcher", "--concurrency", str(concurrency)]),
-            ("jobs", ["jobs"]),
-        ):
+        if not _port_frees(settings.port):
+            log.error(
+                "port %d is taken; stop what listens there or set RIDEFLOW_PORT", settings.port
+            )
+            return 1
+        for name, args in parts:
             children[name] = subprocess.Popen(
-                [sys.executable, "-m", "rideflow", *args], env=env, start_new_session=True
+                [sys.executable, "-m", "rideflow", *args],
+                env=env,
+                start_new_session=True,
+                # SIGKILL, not a graceful stop: the supervisor's death is a crash, the parts are
+                # built to survive kill -9 (their work is reclaimed), and a stop that hangs (a
+                # dispatcher whose Redis vanished at the same moment was seen to) would keep the
+                # ports a restart needs. Redis alone gets SIGTERM, to flush its append-only file.
+                preexec_fn=die_with_parent(signal.SIGKILL),  # noqa: PLW1509 (main thread)
             )
         log.info(
             "RideFlow is up: http://%s:%d/docs (Ctrl-C stops everything)",
