@@ -73,6 +73,8 @@ def env_of(settings: Settings) -> dict[str, str]:
     env = {}
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
+            # No variable reads as None: only a field whose default is None may be left out.
+            assert Settings.model_fields[name].default is None, f"{name}=None cannot be passed"
             continue
         text = value if isinstance(value, str) else json.dumps(value)
         env[f"RIDEFLOW_{name.upper()}"] = text

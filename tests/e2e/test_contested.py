@@ -19,9 +19,9 @@ from rideflow.dispatch.audit import audit
 from rideflow.errors import Conflict, NotFound
 from rideflow.redis import keys
 from rideflow.services import build_services
+from tests.e2e.test_concurrency import post_rides, scatter
 from tests.fleet import add_drivers
 from tests.servers import Service
-from tests.e2e.test_concurrency import post_rides, scatter
 
 ORDERS, DRIVERS = 5_000, 50
 FINAL = {"COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
