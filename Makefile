@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck format check system clean
+.PHONY: run test test-fast bench lint typecheck format check system clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "RideFlow needs Python 3.11 or newer" >&2; exit 1; }
@@ -24,9 +24,14 @@ system:
 run: $(STAMP) system
 	$(BIN)/rideflow up
 
-## test: the test suite, against throwaway redis-servers it starts itself
+## test: the test suite, against throwaway redis-servers it starts itself: pure logic, the Lua
+## scripts' contracts, scenarios with the app and workers in-process, then real processes (e2e)
 test: $(STAMP) system
 	$(BIN)/pytest
+
+## test-fast: pure logic and the Lua scripts' contracts only; no RideFlow process is started
+test-fast: $(STAMP) system
+	$(BIN)/pytest tests/unit tests/scripts
 
 ## bench: load generators on loopback; writes bench/RESULTS.md
 bench: $(STAMP) system

@@ -1,10 +1,17 @@
 """Fixtures: one throwaway redis-server per session, flushed between tests; settings built per
-test; the app in-process (ASGI) or as real processes."""
+test; the app, dispatchers and job workers in the test's own event loop, or as real processes
+(tests/e2e only)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import io
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +23,20 @@ from redis.asyncio import Redis
 
 from rideflow.api.app import create_app
 from rideflow.config import Settings
+from rideflow.workers.dispatcher import DispatcherWorker
+from rideflow.workers.jobs import JobWorker
 from tests.servers import ApiService, DispatcherService, JobWorkerService, RedisServer, Service
 
 BLR = (12.9716, 77.5946)
+E2E_TIMEOUT_S = 180
+"""Real processes start slowly on a loaded machine: each e2e test gets this long unless it names
+its own limit; the rest get the 60 s of pyproject.toml."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "e2e" in item.path.parts and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +91,8 @@ def env_of(settings: Settings) -> dict[str, str]:
     env = {}
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
+            # No variable reads as None: only a field whose default is None may be left out.
+            assert Settings.model_fields[name].default is None, f"{name}=None cannot be passed"
             continue
         text = value if isinstance(value, str) else json.dumps(value)
         env[f"RIDEFLOW_{name.upper()}"] = text
@@ -84,14 +104,106 @@ def settings(flushed: RedisServer) -> Settings:
     return settings_for(flushed.url)
 
 
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings, **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app built from `settings`, lifespan run, in-process over ASGI."""
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        asgi = httpx.ASGITransport(app=manager.app, **transport)
+        async with httpx.AsyncClient(transport=asgi, base_url="http://rideflow") as c:
+            yield c
+
+
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process, lifespan run, over ASGI."""
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rideflow") as c:
-            yield c
+    async with api_client(settings) as c:
+        yield c
+
+
+STOP_WITHIN_S = 30.0
+
+
+@dataclass
+class InProcess:
+    """A dispatcher or job worker running as a task of the test's event loop."""
+
+    name: str
+    task: asyncio.Task[Counter[str]]
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def alive(self) -> bool:
+        return not self.task.done()
+
+    async def stop(self) -> Counter[str]:
+        """Set its stop event and wait for it to end; its counters. Its failure fails the test."""
+        self.stop_event.set()
+        done, _ = await asyncio.wait([self.task], timeout=STOP_WITHIN_S)
+        if not done:
+            raise AssertionError(f"{self.name} did not stop within {STOP_WITHIN_S} s:\n{stacks()}")
+        return self.task.result()
+
+
+def stacks() -> str:
+    """Where every task of the running loop is, for a worker that would not stop."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=out)
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()
+
+
+class Workers:
+    """Start dispatchers and job workers in-process: `await workers.dispatcher(settings)`."""
+
+    def __init__(self) -> None:
+        self.started: list[InProcess] = []
+
+    def _start(self, name: str, worker: DispatcherWorker | JobWorker) -> InProcess:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop), name=name)
+        running = InProcess(name, task, stop)
+        self.started.append(running)
+        return running
+
+    def dispatcher(
+        self, settings: Settings, concurrency: int = 8, cities: list[str] | None = None
+    ) -> InProcess:
+        """A dispatcher for `cities` (all configured ones by default)."""
+        codes = cities or [c.code for c in settings.cities]
+        name = f"dispatcher{len(self.started)}"
+        return self._start(name, DispatcherWorker(settings, codes, concurrency))
+
+    def jobs(self, settings: Settings, concurrency: int = 16, *, burst: bool = False) -> InProcess:
+        """A job worker; in burst mode it ends by itself once nothing is left to do."""
+        name = f"jobs{len(self.started)}"
+        return self._start(name, JobWorker(settings, concurrency, burst=burst))
+
+    async def stop_all(self) -> None:
+        errors = []
+        for running in self.started:
+            try:
+                await running.stop()
+            except BaseException as exc:  # stop the rest before failing the test
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_gc_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API and the workers freeze their start-up objects out of the collector's sight, which
+    suits a long-lived process; a test process that starts hundreds of apps and workers would
+    never collect anything again (nor report the sockets a test left open)."""
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[Workers]:
+    """Dispatchers and job workers in the test's event loop, stopped (and checked) at the end."""
+    started = Workers()
+    yield started
+    await started.stop_all()
 
 
 @pytest.fixture

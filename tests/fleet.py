@@ -1,4 +1,4 @@
-"""Helpers that put drivers and rides in place through the HTTP API."""
+"""Helpers that put drivers, orders and jobs in place through the HTTP API, and wait for them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+
+from tests.servers import eventually
 
 FINAL = {"COMPLETED", "DELIVERED", "CANCELLED", "NO_DRIVER_FOUND"}
 
@@ -146,3 +148,40 @@ async def finish(client: httpx.AsyncClient, ride_id: str, kind: str = "rides") -
         assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+async def events_of(
+    client: httpx.AsyncClient, order_id: str, kind: str = "rides"
+) -> list[dict[str, Any]]:
+    """An order's whole event stream."""
+    r = await client.get(f"/v1/{kind}/{order_id}/events")
+    assert r.status_code == 200, r.text
+    events: list[dict[str, Any]] = r.json()["events"]
+    return events
+
+
+async def offered_to(client: httpx.AsyncClient, ride_id: str, driver: str) -> bool:
+    """Whether the ride is offered to `driver` right now."""
+    ride = (await client.get(f"/v1/rides/{ride_id}")).json()
+    return bool(ride["status"] == "OFFERED" and ride["driver"]["id"] == driver)
+
+
+JOB_FINAL = {"completed", "failed", "cancelled"}
+
+
+async def submit(c: httpx.AsyncClient, task: str = "test_work", **body: Any) -> str:
+    """Submit a job; its id."""
+    r = await c.post("/v1/jobs", json={"task": task, **body})
+    assert r.status_code == 202, r.text
+    return str(r.json()["job_id"])
+
+
+async def wait_final(c: httpx.AsyncClient, job_id: str, within: float = 20) -> dict[str, Any]:
+    """Poll a job until it is finished; fail after `within` s."""
+
+    async def final() -> dict[str, Any] | None:
+        job: dict[str, Any] = (await c.get(f"/v1/jobs/{job_id}")).json()
+        return job if job["status"] in JOB_FINAL else None
+
+    result: dict[str, Any] = await eventually(final, within, f"job {job_id} to finish")
+    return result

@@ -38,20 +38,32 @@ def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
     ]
 
 
-async def post_rides(c: httpx.AsyncClient, pickups: list[tuple[float, float]]) -> list[str]:
-    """Request all rides at once; every one must be accepted."""
+async def post_rides(
+    c: httpx.AsyncClient, pickups: list[tuple[float, float]], parallel: int = 100
+) -> list[str]:
+    """Request all rides in one burst, `parallel` in flight; every one must be accepted.
+
+    More in flight than the client's pool has connections only queues them in httpx's pool, whose
+    bookkeeping grows with the queue: a thousand queued requests kept a loaded machine's CPU busy
+    for minutes (the test process spinning in `_assign_requests_to_connections`)."""
+    gate = asyncio.Semaphore(parallel)
 
     async def one(i: int, p: tuple[float, float]) -> str:
-        r = await c.post(
-            "/v1/rides",
-            json={
-                "rider_id": f"r{i}",
-                "pickup": {"lat": p[0], "lng": p[1]},
-                "dropoff": {"lat": BLR[0], "lng": BLR[1]},
-            },
-        )
-        assert r.status_code == 202, r.text
-        return str(r.json()["ride_id"])
+        body = {
+            "rider_id": f"r{i}",
+            "pickup": {"lat": p[0], "lng": p[1]},
+            "dropoff": {"lat": BLR[0], "lng": BLR[1]},
+        }
+        async with gate:
+            for _ in range(3):
+                # A connection dropped under load is retried with the same key: one ride.
+                try:
+                    r = await c.post("/v1/rides", json=body, headers={"Idempotency-Key": f"r{i}"})
+                except httpx.TransportError:
+                    continue
+                assert r.status_code == 202, r.text
+                return str(r.json()["ride_id"])
+        raise AssertionError(f"ride {i} could not be requested")
 
     return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(pickups))))
 

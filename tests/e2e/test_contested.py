@@ -101,6 +101,7 @@ def replay(events: list[tuple[str, dict[str, str]]]) -> Counter[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_five_thousand_orders_fifty_drivers_random_answers_a_dispatcher_killed(
     settings: Settings, services: Callable[..., Service], redis: Redis
 ) -> None:

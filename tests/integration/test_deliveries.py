@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,9 +11,8 @@ from redis.asyncio import Redis
 from rideflow.config import Settings
 from rideflow.dispatch.audit import audit
 from rideflow.redis import keys
-from tests.conftest import BLR, offset
+from tests.conftest import BLR, Workers, api_client, offset
 from tests.fleet import add_driver, answer, finish, pending_offer, take, wait_for_status
-from tests.servers import Service
 
 # The request body of the contract exactly as written, its comment included.
 SEED_BODY = (
@@ -133,11 +131,10 @@ async def test_assign_input_is_validated(client: httpx.AsyncClient, redis: Redis
 
 
 async def test_a_rejected_assignment_is_dispatched_again_within_its_radius(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "first", offset(*BLR, north_m=300))
         await add_driver(c, "second", offset(*BLR, north_m=1800))
         await add_driver(c, "outside", offset(*BLR, north_m=-2600))
@@ -167,11 +164,10 @@ async def test_a_rejected_assignment_is_dispatched_again_within_its_radius(
 
 
 async def test_queued_deliveries_follow_the_offer_flow_to_delivered(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "bike", offset(*BLR, north_m=400))
         body = {
             "customer_id": "cust-1",

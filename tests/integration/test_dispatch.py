@@ -1,21 +1,21 @@
-"""Through the HTTP API with real API and dispatcher processes: who gets matched, and who never."""
+"""Through the HTTP API, the app and a dispatcher in-process: who gets matched, and who never."""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import pytest
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
 from rideflow.redis import keys
 from rideflow.services import build_services
-from tests.conftest import BLR, offset
+from tests.conftest import BLR, Workers, api_client, offset
 from tests.fleet import add_driver, finish, request_ride, take, wait_for_status
-from tests.servers import Service, eventually, wait_until
+from tests.servers import eventually
 
 SEED_BODY = b"""{
 "rider_id": 1,
@@ -27,12 +27,11 @@ SEED_BODY = b"""{
 
 
 async def test_nearest_eligible_driver_is_assigned_and_ineligible_never(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
     settings = settings.model_copy(update={"ride_deadline_s": 1.5})
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         long_ago = datetime.now(UTC) - timedelta(seconds=settings.driver_stale_s + 30)
         await add_driver(c, "stale", offset(*BLR, north_m=100))
         # Silent since long ago (a fix that old is refused at the API): its last-seen score aged.
@@ -95,11 +94,11 @@ async def test_nearest_eligible_driver_is_assigned_and_ineligible_never(
 
 
 async def test_seed_request_exactly_as_written(
-    settings: Settings, services: Callable[..., Service]
+    settings: Settings, workers: Workers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = services("api", settings)
-    dispatcher = services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    caplog.set_level(logging.INFO, "rideflow.dispatcher")
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "4821", (12.9705, 77.5912))
         r = await c.post(
             "/request-ride", content=SEED_BODY, headers={"content-type": "application/json"}
@@ -111,23 +110,20 @@ async def test_seed_request_exactly_as_written(
         assert ride["rider_id"] == "1" and ride["driver"]["id"] == "4821"
         assert ride["pickup"] == {"lat": 12.97, "lng": 77.59}
         assert ride["dropoff"] == {"lat": 13.01, "lng": 77.60}
-    wait_until(
-        lambda: re.search(r"Worker \d+ → Driver 4821 assigned", dispatcher.output()),
-        10,
-        "the assignment log line",
-    )
+
+    async def logged() -> bool:
+        return bool(re.search(r"Worker \d+ → Driver 4821 assigned", caplog.text))
+
+    await eventually(logged, 10, "the assignment log line")
 
 
-async def test_idempotency_key_returns_the_first_ride(
-    settings: Settings, services: Callable[..., Service]
-) -> None:
-    api = services("api", settings)
+async def test_idempotency_key_returns_the_first_ride(settings: Settings) -> None:
     body = {
         "rider_id": "r9",
         "pickup": {"lat": BLR[0], "lng": BLR[1]},
         "dropoff": {"lat": 13.0, "lng": 77.6},
     }
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    async with api_client(settings) as c:
         headers = {"Idempotency-Key": "k-1"}
         first = await c.post("/v1/rides", json=body, headers=headers)
         again = await c.post("/v1/rides", json=body, headers=headers)
@@ -143,17 +139,16 @@ async def test_idempotency_key_returns_the_first_ride(
 
 
 async def test_a_ride_queued_past_its_deadline_is_not_matched(
-    settings: Settings, services: Callable[..., Service], redis: Any
+    settings: Settings, workers: Workers, redis: Any
 ) -> None:
     settings = settings.model_copy(update={"ride_deadline_s": 0.2})
-    api = services("api", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    async with api_client(settings) as c:
         await add_driver(c, "idle", BLR)
         ride_id = await request_ride(c, BLR)
         # No dispatcher runs yet: wait out the deadline, measured on Redis' clock.
         created = int(await redis.hget(f"rf:{{blr}}:order:{ride_id}", "deadline"))
         await eventually(lambda: redis_now_us(redis, created), 5, "the deadline to pass")
-        services("dispatcher", settings)
+        workers.dispatcher(settings)
         ride = await wait_for_status(c, ride_id, {"OFFERED", "NO_DRIVER_FOUND"})
     assert ride["status"] == "NO_DRIVER_FOUND"
     assert "past its deadline" in ride["reason"]
@@ -166,11 +161,10 @@ async def redis_now_us(redis: Any, beyond: int) -> bool:
 
 
 async def test_poison_entries_go_to_the_dead_letter_stream(
-    settings: Settings, services: Callable[..., Service], redis: Any
+    settings: Settings, workers: Workers, redis: Any
 ) -> None:
     settings = settings.model_copy(update={"claim_idle_ms": 200})
-    api = services("api", settings)
-    dispatcher = services("dispatcher", settings)
+    dispatcher = workers.dispatcher(settings)
     stream = "rf:{blr}:requests"
     await redis.xadd(stream, {"junk": "1"})  # names no ride
     await redis.set("rf:{blr}:order:blr-broken", "not a hash")  # every script on it fails
@@ -190,10 +184,11 @@ async def test_poison_entries_go_to_the_dead_letter_stream(
     assert ended["status"] == "NO_DRIVER_FOUND" and "dispatch failed" in ended["reason"]
     assert (await redis.xpending(stream, "dispatchers"))["pending"] == 0
     # The dispatcher is still at work.
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    async with api_client(settings) as c:
         await add_driver(c, "ok", BLR)
         ride = await wait_for_status(c, await request_ride(c, BLR), {"OFFERED"})
     assert ride["driver"]["id"] == "ok" and dispatcher.alive()
+    assert (await dispatcher.stop())["dead_lettered"] == 3
 
 
 async def _has_entries(redis: Any, stream: str, n: int) -> bool:
@@ -201,11 +196,10 @@ async def _has_entries(redis: Any, stream: str, n: int) -> bool:
 
 
 async def test_each_strategy_picks_what_it_promises(
-    settings: Settings, services: Callable[..., Service], redis: Any
+    settings: Settings, workers: Workers, redis: Any
 ) -> None:
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
 
         async def place(driver: str, north_m: float, rating: float, speed: float | None) -> None:
             await add_driver(c, driver, offset(*BLR, north_m=north_m), rating=rating)

@@ -1,51 +1,27 @@
-"""Background jobs through real API and worker processes: retries with backoff, dead letters,
-kill -9 mid-job, claims renewed under long jobs, priorities, bad input, the seed's two calls."""
+"""Background jobs through the app and job workers in-process: retries with backoff, dead letters,
+timeouts, priorities, cancelling, bad input, the built-in tasks, the seed's two calls. (Workers
+killed, stopped or racing in several processes: tests/e2e/test_job_workers.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
-import signal
-from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import httpx
-import orjson
-import pytest
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
 from rideflow.redis import keys
-from tests.jobtasks import EFFECTS, runs_key
-from tests.servers import Service, eventually
-
-FINAL = {"completed", "failed", "cancelled"}
-
-
-async def submit(c: httpx.AsyncClient, task: str = "test_work", **body: Any) -> str:
-    r = await c.post("/v1/jobs", json={"task": task, **body})
-    assert r.status_code == 202, r.text
-    return str(r.json()["job_id"])
+from tests.conftest import Workers, api_client
+from tests.fleet import submit, wait_final
+from tests.jobtasks import runs_key
+from tests.servers import eventually
 
 
-async def wait_final(c: httpx.AsyncClient, job_id: str, within: float = 20) -> dict[str, Any]:
-    async def final() -> dict[str, Any] | None:
-        job: dict[str, Any] = (await c.get(f"/v1/jobs/{job_id}")).json()
-        return job if job["status"] in FINAL else None
-
-    result: dict[str, Any] = await eventually(final, within, f"job {job_id} to finish")
-    return result
-
-
-async def test_the_seed_calls_exactly_as_written(
-    settings: Settings, services: Callable[..., Service]
-) -> None:
-    api = services("api", settings)
-    services("jobs", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+async def test_the_seed_calls_exactly_as_written(settings: Settings, workers: Workers) -> None:
+    workers.jobs(settings)
+    async with api_client(settings) as c:
         r = await c.post(
             "/submit-job",
             content=b'{\n"task": "send_email"\n}',
@@ -69,12 +45,11 @@ async def test_the_seed_calls_exactly_as_written(
 
 
 async def test_retries_with_growing_backoff_then_success_or_the_dead_letters(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
     settings = settings.model_copy(update={"job_retry_base_s": 0.2, "job_retry_max_s": 5.0})
-    api = services("api", settings)
-    services("jobs", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.jobs(settings)
+    async with api_client(settings) as c:
         twice = await submit(c, payload={"fail_times": 2})
         always = await submit(c, payload={"fail_times": 99})
         seed_flaky = await submit(c, "flaky", payload={"fail_times": 2})
@@ -118,48 +93,11 @@ def _at(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-async def test_a_worker_killed_mid_job_the_job_completes_elsewhere_once(
-    settings: Settings, services: Callable[..., Service], redis: Redis
-) -> None:
-    api = services("api", settings)
-    victim = services("jobs", settings, name="victim", concurrency=4)
-    async with httpx.AsyncClient(base_url=api.url) as c:
-        job_id = await submit(c, payload={"seconds": 1.5})
-
-        async def running() -> bool:
-            return bool(await redis.get(runs_key(job_id)))
-
-        await eventually(running, 10, "the job to start on the victim")
-        victim.kill9()
-        services("jobs", settings, name="heir", concurrency=4)
-        job = await wait_final(c, job_id, within=10)
-    assert job["status"] == "completed" and job["retries"] == 0
-    assert await redis.get(runs_key(job_id)) == "2"  # run again after the kill ...
-    assert await redis.get(EFFECTS) == "1"  # ... its effect applied once
-    assert [a["attempt"] for a in job["attempts"]] == [2]  # the killed attempt never finished
-    assert await redis.hget(keys.job(job_id), "lost") == "1"
-
-
-async def test_a_job_ten_times_longer_than_the_claim_timeout_runs_once(
-    settings: Settings, services: Callable[..., Service], redis: Redis
-) -> None:
-    settings = settings.model_copy(update={"job_claim_idle_ms": 300})
-    api = services("api", settings)
-    services("jobs", settings, name="a")
-    services("jobs", settings, name="b")
-    async with httpx.AsyncClient(base_url=api.url) as c:
-        job_id = await submit(c, payload={"seconds": 3.0})
-        job = await wait_final(c, job_id, within=15)
-    assert job["status"] == "completed" and len(job["attempts"]) == 1
-    assert await redis.get(runs_key(job_id)) == "1"
-
-
 async def test_a_job_past_its_timeout_fails_that_attempt(
-    settings: Settings, services: Callable[..., Service]
+    settings: Settings, workers: Workers
 ) -> None:
-    api = services("api", settings)
-    services("jobs", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.jobs(settings)
+    async with api_client(settings) as c:
         job_id = await submit(c, payload={"seconds": 5}, timeout=0.2, max_retries=1)
         job = await wait_final(c, job_id)
     assert job["status"] == "failed" and job["retries"] == 1
@@ -168,16 +106,23 @@ async def test_a_job_past_its_timeout_fails_that_attempt(
 
 
 async def test_priorities_high_before_default_before_low(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    async with api_client(settings) as c:
         order = ["low", "default", "high"] * 10
         random.Random(3).shuffle(order)
-        ids = {await submit(c, priority=p): p for p in order}
-        services("jobs", settings, concurrency=1, burst=True)  # the backlog is all there
+        # Each job takes a few ms: one at a time, no two start in the same millisecond.
+        ids = {await submit(c, priority=p, payload={"seconds": 0.003}): p for p in order}
+        worker = workers.jobs(settings, concurrency=1, burst=True)  # the backlog is all there
         jobs = [await wait_final(c, job_id) for job_id in ids]
-    started = sorted(jobs, key=lambda j: (j["started_at"], j["attempts"][0]["finished_at"]))
+
+    async def finished() -> bool:
+        return not worker.alive()
+
+    await eventually(finished, 10, "the burst worker to end by itself")
+    assert (await worker.stop())["completed"] == 30
+    started = sorted(jobs, key=lambda j: j["started_at"])
+    assert len({j["started_at"] for j in jobs}) == 30
     assert [j["priority"] for j in started] == ["high"] * 10 + ["default"] * 10 + ["low"] * 10
 
 
@@ -208,10 +153,10 @@ async def test_bad_input_is_refused_and_nothing_is_stored(
 
 
 async def test_cancel_a_pending_job_but_not_a_running_one(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    settings = settings.model_copy(update={"job_grace_s": 0})  # the 30 s job is not waited for
+    async with api_client(settings) as c:
         later = await submit(c, delay=30)
         assert (await c.get(f"/v1/jobs/{later}")).json()["status"] == "pending"
         cancelled = await c.post(f"/v1/jobs/{later}/cancel")
@@ -221,7 +166,7 @@ async def test_cancel_a_pending_job_but_not_a_running_one(
         assert again.status_code == 409 and "is cancelled" in again.json()["detail"]
 
         queued = await submit(c, payload={"seconds": 30})
-        services("jobs", settings)
+        workers.jobs(settings)
 
         async def running() -> bool:
             return bool((await c.get(f"/v1/jobs/{queued}")).json()["status"] == "processing")
@@ -232,99 +177,15 @@ async def test_cancel_a_pending_job_but_not_a_running_one(
         assert refused.headers["content-type"] == "application/problem+json"
 
 
-async def test_sigterm_lets_running_jobs_finish_and_leaves_the_rest(
-    settings: Settings, services: Callable[..., Service], redis: Redis
-) -> None:
-    settings = settings.model_copy(update={"job_grace_s": 1.0})
-    api = services("api", settings)
-    worker = services("jobs", settings, name="leaving", concurrency=2)
-    async with httpx.AsyncClient(base_url=api.url) as c:
-        short = await submit(c, payload={"seconds": 0.3})
-        long = await submit(c, payload={"seconds": 4})
-
-        async def both_running() -> bool:
-            return bool(await redis.get(runs_key(short)) and await redis.get(runs_key(long)))
-
-        await eventually(both_running, 10, "both jobs to start")
-        assert worker.stop(signal.SIGTERM) == 0
-        assert (await c.get(f"/v1/jobs/{short}")).json()["status"] == "completed"
-        assert (await c.get(f"/v1/jobs/{long}")).json()["status"] == "processing"
-        services("jobs", settings, name="heir")
-        job = await wait_final(c, long)
-    assert job["status"] == "completed" and await redis.get(EFFECTS) == "2"
-
-
-@pytest.mark.slow
-async def test_twenty_thousand_jobs_three_workers_killed_and_restarted(
-    settings: Settings, services: Callable[..., Service], redis: Redis
-) -> None:
-    """Every job reaches a final state, none is lost, none is completed twice."""
-    n = 20_000
-    api = services("api", settings)
-    workers = [services("jobs", settings, name=f"w{i}", concurrency=32) for i in range(3)]
-    rng = random.Random(11)
-    async with httpx.AsyncClient(base_url=api.url, limits=httpx.Limits(max_connections=64)) as c:
-        gate = asyncio.Semaphore(64)
-
-        async def one(i: int) -> str:
-            body = {"task": "test_work", "payload": {"seconds": rng.choice([0, 0, 0, 0.01])}}
-            async with gate:
-                for _ in range(3):
-                    # A connection dropped under load is retried with the same key: one job.
-                    try:
-                        r = await c.post(
-                            "/v1/jobs", json=body, headers={"Idempotency-Key": f"k{i}"}
-                        )
-                    except httpx.TransportError:
-                        continue
-                    assert r.status_code == 202, r.text
-                    return str(r.json()["job_id"])
-                raise AssertionError(f"job {i} could not be submitted")
-
-        submitting = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(n))))
-        kills = 0
-        while kills < 8:
-            await asyncio.sleep(0.7)
-            victim = rng.randrange(3)
-            workers[victim].kill9()
-            kills += 1
-            name = f"w{victim}-{kills}"
-            # Started off the event loop: the submissions in flight keep going meanwhile.
-            workers[victim] = await asyncio.to_thread(
-                services, "jobs", settings, name=name, concurrency=32
-            )
-        ids = await submitting
-
-    async def all_final() -> list[dict[str, str]] | None:
-        async with redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hmget(keys.job(job_id), ["status"])
-            statuses = [s for (s,) in await pipe.execute()]
-        return None if any(s not in FINAL for s in statuses) else statuses
-
-    statuses = await eventually(all_final, 120, "every job to finish", interval=0.5)
-    assert Counter(statuses) == {"completed": n}
-    async with redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.lrange(keys.job_attempts(job_id), 0, -1)
-        attempts = await pipe.execute()
-    completions = Counter(
-        sum(orjson.loads(a)["outcome"] == "ok" for a in job_attempts) for job_attempts in attempts
-    )
-    assert completions == {1: n}  # each job completed exactly once
-    assert await redis.get(EFFECTS) == str(n)
-
-
 async def test_the_built_in_tasks_do_what_they_say(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
     from rideflow.redis.scripts import Scripts
     from tests.conftest import BLR
     from tests.fleet import add_driver, request_ride
 
-    api = services("api", settings)
-    services("jobs", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.jobs(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "rated", BLR)
         ride_id = await request_ride(c, BLR)
         assert (await c.post(f"/v1/rides/{ride_id}/cancel")).status_code == 200
@@ -361,14 +222,13 @@ async def test_the_built_in_tasks_do_what_they_say(
 
 
 async def test_jobs_whose_entries_share_an_id_across_queues_run_once_each(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
     """Promoted together, a high and a default job get the same entry id in their streams."""
     from datetime import UTC, timedelta
 
-    api = services("api", settings)
-    services("jobs", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.jobs(settings)
+    async with api_client(settings) as c:
         seconds, _ = await redis.time()
         at = (datetime.fromtimestamp(seconds, UTC) + timedelta(seconds=2)).isoformat()
         body = {"payload": {"seconds": 0.5}, "run_at": at}

@@ -1,11 +1,10 @@
-"""Offers through real API and dispatcher processes: accept, reject, lapse, fencing tokens, the
-order state machine, and the seed's race of two orders for one driver."""
+"""Offers through the app and a dispatcher in-process: accept, reject, lapse, fencing tokens, the
+order state machine, and the seed's race of two orders for one driver. (An offer whose dispatcher
+was killed lapses all the same: tests/e2e/test_lapses.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -13,32 +12,26 @@ from redis.asyncio import Redis
 from rideflow.config import Settings
 from rideflow.redis import keys
 from rideflow.services import build_services
-from tests.conftest import BLR, offset
+from tests.conftest import BLR, Workers, api_client, offset
 from tests.fleet import (
     add_driver,
     answer,
+    events_of,
     finish,
+    offered_to,
     pending_offer,
     request_ride,
     take,
     wait_for_status,
 )
-from tests.servers import Service, eventually
-
-
-async def events_of(c: httpx.AsyncClient, ride_id: str) -> list[dict[str, Any]]:
-    r = await c.get(f"/v1/rides/{ride_id}/events")
-    assert r.status_code == 200, r.text
-    events: list[dict[str, Any]] = r.json()["events"]
-    return events
+from tests.servers import eventually
 
 
 async def test_an_offer_is_accepted_only_by_its_driver_with_its_token(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "near", offset(*BLR, north_m=300))
         await add_driver(c, "other", offset(*BLR, north_m=2500))
         ride_id = await request_ride(c, BLR)
@@ -102,11 +95,11 @@ async def test_an_offer_is_accepted_only_by_its_driver_with_its_token(
 
 
 async def test_a_rejection_moves_on_at_once_and_frees_the_driver_for_the_next_order(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings.model_copy(update={"ride_deadline_s": 30.0}))
-    services("dispatcher", settings.model_copy(update={"ride_deadline_s": 30.0}))
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    settings = settings.model_copy(update={"ride_deadline_s": 30.0})
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "a", offset(*BLR, north_m=200))
         await add_driver(c, "b", offset(*BLR, north_m=1500))
         ride_id = await request_ride(c, BLR)
@@ -158,45 +151,12 @@ async def _attempts_beyond(c: httpx.AsyncClient, ride_id: str, n: int) -> bool:
     return bool((await c.get(f"/v1/rides/{ride_id}")).json()["attempts"] > n)
 
 
-async def test_an_unanswered_offer_lapses_and_the_next_driver_is_offered(
-    settings: Settings, services: Callable[..., Service], redis: Redis
-) -> None:
-    settings = settings.model_copy(update={"ride_offer_window_s": 0.5, "ride_deadline_s": 30.0})
-    api = services("api", settings)
-    first = services("dispatcher", settings, name="dispatcher-a")
-    async with httpx.AsyncClient(base_url=api.url) as c:
-        await add_driver(c, "sleepy", offset(*BLR, north_m=200))
-        await add_driver(c, "awake", offset(*BLR, north_m=900))
-        ride_id = await request_ride(c, BLR)
-        await wait_for_status(c, ride_id, {"OFFERED"})
-        offer = await pending_offer(c, "sleepy")
-        assert offer is not None
-        # The dispatcher that made the offer dies; another sweeps its deadline.
-        first.kill9()
-        services("dispatcher", settings, name="dispatcher-b")
-        await eventually(lambda: _offered_to(c, ride_id, "awake"), 20, "the next driver's offer")
-
-        lapsed = (await c.get(f"/v1/offers/{offer['offer_id']}")).json()
-        assert lapsed["status"] == "EXPIRED"
-        events = await events_of(c, ride_id)
-        back = next(e for e in events if e["status"] == "SEARCHING" and e["driver_id"])
-        assert back["driver_id"] == "sleepy" and "lapsed" in back["reason"]
-        assert back["at"] >= offer["expires_at"]  # never before the deadline
-        late = await answer(c, offer)
-        assert late.status_code == 409 and "already EXPIRED" in late.json()["detail"]
-        sleepy = (await c.get("/v1/drivers/sleepy")).json()
-        assert sleepy["order_id"] is None and sleepy["status"] == "online"
-        assert await redis.hget(keys.driver("blr", "sleepy"), "lapses") == "1"
-        assert await redis.exists(keys.lease("blr", "sleepy")) == 0
-
-
 async def test_a_driver_who_lets_three_offers_lapse_in_a_row_goes_offline(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
     settings = settings.model_copy(update={"ride_offer_window_s": 0.3, "ride_deadline_s": 30.0})
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "ghost", offset(*BLR, north_m=200))
         rides = []
         for n in range(3):
@@ -217,21 +177,15 @@ async def test_a_driver_who_lets_three_offers_lapse_in_a_row_goes_offline(
         assert ride["status"] in {"QUEUED", "SEARCHING"}
 
 
-async def _offered_to(c: httpx.AsyncClient, ride_id: str, driver: str) -> bool:
-    ride = (await c.get(f"/v1/rides/{ride_id}")).json()
-    return bool(ride["status"] == "OFFERED" and ride["driver"]["id"] == driver)
-
-
 async def _not_offered(c: httpx.AsyncClient, ride_id: str) -> bool:
     return bool((await c.get(f"/v1/rides/{ride_id}")).json()["status"] != "OFFERED")
 
 
 async def test_cancelling_an_offered_ride_withdraws_the_offer_and_frees_the_driver(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "d", offset(*BLR, north_m=200))
         ride_id = await request_ride(c, BLR)
         await wait_for_status(c, ride_id, {"OFFERED"})
@@ -254,14 +208,11 @@ async def test_cancelling_an_offered_ride_withdraws_the_offer_and_frees_the_driv
         assert await redis.zscore(keys.pool("blr"), "d") is not None
 
 
-async def test_the_seed_race_two_orders_one_driver(
-    settings: Settings, services: Callable[..., Service]
-) -> None:
+async def test_the_seed_race_two_orders_one_driver(settings: Settings, workers: Workers) -> None:
     """Two orders at once and one available driver nearby: exactly one is offered to them, the
     other to the next driver."""
-    api = services("api", settings)
-    services("dispatcher", settings)
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "D4", offset(*BLR, north_m=820))
         await add_driver(c, "D2", offset(*BLR, north_m=-1240))
         ids = await asyncio.gather(request_ride(c, BLR, "rider-a"), request_ride(c, BLR, "rider-b"))
@@ -288,37 +239,30 @@ async def test_an_answer_after_the_deadline_is_refused_and_lapses_the_offer_itse
 ) -> None:
     """No dispatcher sweeps here: the late answer itself lets the offer lapse, so the order moves
     on even when every sweeper is down."""
-    from asgi_lifespan import LifespanManager
-
-    from rideflow.api.app import create_app
-
     settings = settings.model_copy(update={"ride_offer_window_s": 0.2, "ride_deadline_s": 30.0})
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rideflow") as c:
-            await add_driver(c, "late", offset(*BLR, north_m=100))
-            ride_id = await request_ride(c, BLR)
-            dispatcher = build_services(settings, redis).dispatcher
-            outcome = await dispatcher.handle("blr", ride_id)
-            assert outcome.status == "OFFERED" and outcome.offer is not None
-            offer = await pending_offer(c, "late")
-            assert offer is not None
-            deadline_ms = outcome.offer.deadline_ms
-            await eventually(lambda: redis_past_ms(redis, deadline_ms), 5, "the deadline")
+    async with api_client(settings) as c:
+        await add_driver(c, "late", offset(*BLR, north_m=100))
+        ride_id = await request_ride(c, BLR)
+        dispatcher = build_services(settings, redis).dispatcher
+        outcome = await dispatcher.handle("blr", ride_id)
+        assert outcome.status == "OFFERED" and outcome.offer is not None
+        offer = await pending_offer(c, "late")
+        assert offer is not None
+        deadline_ms = outcome.offer.deadline_ms
+        await eventually(lambda: redis_past_ms(redis, deadline_ms), 5, "the deadline")
 
-            late = await answer(c, offer)
-            assert late.status_code == 409
-            assert "expired before it was answered" in late.json()["detail"]
-            assert (await c.get(f"/v1/offers/{offer['offer_id']}")).json()["status"] == "EXPIRED"
-            ride = (await c.get(f"/v1/rides/{ride_id}")).json()
-            assert ride["status"] == "SEARCHING" and ride["driver"] is None
-            assert (await c.get("/v1/drivers/late")).json()["order_id"] is None
-            assert await redis.zscore(keys.pool("blr"), "late") is not None
-            assert await redis.zcard(keys.offers_due("blr")) == 0
-            # The order is back on the stream for the next search.
-            entries = await redis.xrange(keys.requests("blr"))
-            assert [e[1]["order"] for e in entries] == [ride_id, ride_id]
+        late = await answer(c, offer)
+        assert late.status_code == 409
+        assert "expired before it was answered" in late.json()["detail"]
+        assert (await c.get(f"/v1/offers/{offer['offer_id']}")).json()["status"] == "EXPIRED"
+        ride = (await c.get(f"/v1/rides/{ride_id}")).json()
+        assert ride["status"] == "SEARCHING" and ride["driver"] is None
+        assert (await c.get("/v1/drivers/late")).json()["order_id"] is None
+        assert await redis.zscore(keys.pool("blr"), "late") is not None
+        assert await redis.zcard(keys.offers_due("blr")) == 0
+        # The order is back on the stream for the next search.
+        entries = await redis.xrange(keys.requests("blr"))
+        assert [e[1]["order"] for e in entries] == [ride_id, ride_id]
 
 
 async def redis_past_ms(redis: Redis, deadline_ms: int) -> bool:
@@ -327,11 +271,11 @@ async def redis_past_ms(redis: Redis, deadline_ms: int) -> bool:
 
 
 async def test_going_offline_declines_the_pending_offer_and_a_replayed_answer_is_repeated(
-    settings: Settings, services: Callable[..., Service], redis: Redis
+    settings: Settings, workers: Workers, redis: Redis
 ) -> None:
-    api = services("api", settings.model_copy(update={"ride_deadline_s": 30.0}))
-    services("dispatcher", settings.model_copy(update={"ride_deadline_s": 30.0}))
-    async with httpx.AsyncClient(base_url=api.url) as c:
+    settings = settings.model_copy(update={"ride_deadline_s": 30.0})
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
         await add_driver(c, "leaving", offset(*BLR, north_m=200))
         await add_driver(c, "staying", offset(*BLR, north_m=1200))
         ride_id = await request_ride(c, BLR)
@@ -341,7 +285,7 @@ async def test_going_offline_declines_the_pending_offer_and_a_replayed_answer_is
         gone = await c.put("/v1/drivers/leaving/status", json={"status": "offline"})
         assert gone.status_code == 200
         assert gone.json()["status"] == "offline" and gone.json()["offer_id"] is None
-        await eventually(lambda: _offered_to(c, ride_id, "staying"), 10, "the next driver")
+        await eventually(lambda: offered_to(c, ride_id, "staying"), 10, "the next driver")
         back = next(
             e
             for e in await events_of(c, ride_id)
