@@ -172,3 +172,62 @@ async def eventually(condition, within: float, what: str, interval: float = 0.02
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def post_many(
+    port: int,
+    path: str,
+    bodies: list[Mapping[str, object]],
+    keys: list[str] | None = None,
+    connections: int = 8,
+) -> list[tuple[int, bytes]]:
+    """POST each body as JSON over `connections` keep-alive HTTP/1.1 connections; (status,
+    body) per request, in order. `keys[i]`, when given, is request i's `Idempotency-Key`, so a
+    request whose connection dropped under load is sent again without creating twice.
+
+    Several times faster than httpx here (its pure-Python HTTP and pool cost more than the
+    server): bulk submissions in the e2e tests took minutes through it."""
+    import asyncio
+
+    import orjson
+
+    results: list[tuple[int, bytes] | None] = [None] * len(bodies)
+    todo = iter(range(len(bodies)))
+
+    def request(i: int) -> bytes:
+        payload = orjson.dumps(bodies[i])
+        head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+        head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        if keys is not None:
+            head.append(f"Idempotency-Key: {keys[i]}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
+
+    async def exchange(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> tuple[int, bytes]:
+        writer.write(request(i))
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            int(v) for k, _, v in (x.partition(":") for x in lines) if k.lower() == "content-length"
+        )
+        return int(lines[0].split()[1]), await reader.readexactly(length)
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in todo:
+                for attempt in range(3):
+                    try:
+                        results[i] = await exchange(reader, writer, i)
+                        break
+                    except (OSError, asyncio.IncompleteReadError):
+                        if attempt == 2 or keys is None:
+                            raise
+                        writer.close()
+                        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return [r for r in results if r is not None]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -19,7 +20,7 @@ from rideflow.dispatch.audit import audit
 from rideflow.redis import keys
 from tests.conftest import BLR, offset
 from tests.fleet import add_drivers
-from tests.servers import Service, wait_until
+from tests.servers import Service, post_many, wait_until
 
 LIVE = {"QUEUED", "SEARCHING"}
 SETTLED = {"OFFERED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
@@ -38,34 +39,20 @@ def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
     ]
 
 
-async def post_rides(
-    c: httpx.AsyncClient, pickups: list[tuple[float, float]], parallel: int = 100
-) -> list[str]:
-    """Request all rides in one burst, `parallel` in flight; every one must be accepted.
-
-    More in flight than the client's pool has connections only queues them in httpx's pool, whose
-    bookkeeping grows with the queue: a thousand queued requests kept a loaded machine's CPU busy
-    for minutes (the test process spinning in `_assign_requests_to_connections`)."""
-    gate = asyncio.Semaphore(parallel)
-
-    async def one(i: int, p: tuple[float, float]) -> str:
-        body = {
+async def post_rides(port: int, pickups: list[tuple[float, float]]) -> list[str]:
+    """Request all rides at once over keep-alive connections; every one must be accepted (a
+    request whose connection dropped is sent again under its Idempotency-Key: one ride)."""
+    bodies = [
+        {
             "rider_id": f"r{i}",
             "pickup": {"lat": p[0], "lng": p[1]},
             "dropoff": {"lat": BLR[0], "lng": BLR[1]},
         }
-        async with gate:
-            for _ in range(3):
-                # A connection dropped under load is retried with the same key: one ride.
-                try:
-                    r = await c.post("/v1/rides", json=body, headers={"Idempotency-Key": f"r{i}"})
-                except httpx.TransportError:
-                    continue
-                assert r.status_code == 202, r.text
-                return str(r.json()["ride_id"])
-        raise AssertionError(f"ride {i} could not be requested")
-
-    return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(pickups))))
+        for i, p in enumerate(pickups)
+    ]
+    answers = await post_many(port, "/v1/rides", bodies, [f"r{i}" for i in range(len(bodies))])
+    assert all(status == 202 for status, _ in answers), [a for a in answers if a[0] != 202][:3]
+    return [str(orjson.loads(body)["ride_id"]) for _, body in answers]
 
 
 async def rides_state(redis: Redis, ride_ids: list[str]) -> list[dict[str, Any]]:
@@ -114,7 +101,7 @@ async def test_thousand_rides_for_hundred_drivers_two_dispatchers(
     async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
         drivers = [f"d{i}" for i in range(100)]
         await add_drivers(c, drivers, scatter(100, 1500, seed=1))
-        ride_ids = await post_rides(c, scatter(1000, 1500, seed=2))
+        ride_ids = await post_rides(api.port, scatter(1000, 1500, seed=2))
     assert len(set(ride_ids)) == 1000
     rides = await all_final(redis, ride_ids, within=30)
     statuses = await assert_one_driver_one_ride(redis, rides)
@@ -148,7 +135,7 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
         await add_drivers(c, [f"d{i}" for i in range(n)], scatter(n, 1500, seed=3))
-        posting = asyncio.create_task(post_rides(c, scatter(n, 1500, seed=4)))
+        posting = asyncio.create_task(post_rides(api.port, scatter(n, 1500, seed=4)))
         await asyncio.to_thread(
             wait_until,
             lambda: frozen_with_work(first, sync),

@@ -126,7 +126,7 @@ async def test_five_thousand_orders_fifty_drivers_random_answers_a_dispatcher_ki
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60) as c:
         await add_drivers(c, [f"d{i}" for i in range(DRIVERS)], scatter(DRIVERS, 1500, seed=5))
-        ride_ids = await post_rides(c, scatter(ORDERS, 1500, seed=6))
+        ride_ids = await post_rides(api.port, scatter(ORDERS, 1500, seed=6))
     # Midway: a fifth of the orders are final; the victim dies holding whatever it held.
     await final_count(redis, ride_ids, ORDERS // 5, within=120)
     victim.kill9()

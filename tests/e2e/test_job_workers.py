@@ -10,7 +10,6 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 
-import httpx
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -20,7 +19,7 @@ from rideflow.redis import keys
 from tests.conftest import api_client
 from tests.fleet import JOB_FINAL, submit, wait_final
 from tests.jobtasks import EFFECTS, runs_key
-from tests.servers import Service, eventually
+from tests.servers import Service, eventually, post_many
 
 
 async def test_a_worker_killed_mid_job_the_job_completes_elsewhere_once(
@@ -88,37 +87,27 @@ async def test_twenty_thousand_jobs_three_workers_killed_and_restarted(
     api = services("api", settings)
     workers = [services("jobs", settings, name=f"w{i}", concurrency=32) for i in range(3)]
     rng = random.Random(11)
-    async with httpx.AsyncClient(base_url=api.url, limits=httpx.Limits(max_connections=64)) as c:
-        gate = asyncio.Semaphore(64)
-
-        async def one(i: int) -> str:
-            body = {"task": "test_work", "payload": {"seconds": rng.choice([0, 0, 0, 0.01])}}
-            async with gate:
-                for _ in range(3):
-                    # A connection dropped under load is retried with the same key: one job.
-                    try:
-                        r = await c.post(
-                            "/v1/jobs", json=body, headers={"Idempotency-Key": f"k{i}"}
-                        )
-                    except httpx.TransportError:
-                        continue
-                    assert r.status_code == 202, r.text
-                    return str(r.json()["job_id"])
-                raise AssertionError(f"job {i} could not be submitted")
-
-        submitting = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(n))))
-        kills = 0
-        while kills < 8:
-            await asyncio.sleep(0.7)
-            victim = rng.randrange(3)
-            workers[victim].kill9()
-            kills += 1
-            name = f"w{victim}-{kills}"
-            # Started off the event loop: the submissions in flight keep going meanwhile.
-            workers[victim] = await asyncio.to_thread(
-                services, "jobs", settings, name=name, concurrency=32
-            )
-        ids = await submitting
+    bodies = [
+        {"task": "test_work", "payload": {"seconds": rng.choice([0, 0, 0, 0.01])}} for _ in range(n)
+    ]
+    # A connection dropped under load is retried with the same key: one job.
+    submitting = asyncio.ensure_future(
+        post_many(api.port, "/v1/jobs", bodies, [f"k{i}" for i in range(n)])
+    )
+    kills = 0
+    while kills < 8:
+        await asyncio.sleep(0.7)
+        victim = rng.randrange(3)
+        workers[victim].kill9()
+        kills += 1
+        name = f"w{victim}-{kills}"
+        # Started off the event loop: the submissions in flight keep going meanwhile.
+        workers[victim] = await asyncio.to_thread(
+            services, "jobs", settings, name=name, concurrency=32
+        )
+    answers = await submitting
+    assert all(status == 202 for status, _ in answers), [a for a in answers if a[0] != 202][:3]
+    ids = [str(orjson.loads(body)["job_id"]) for _, body in answers]
 
     async def all_final() -> list[dict[str, str]] | None:
         async with redis.pipeline(transaction=False) as pipe:
