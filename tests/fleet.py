@@ -53,19 +53,7 @@ async def request_ride(
     return str(r.json()["ride_id"])
 
 
-async def add_drivers(
-    client: httpx.AsyncClient,
-    ids: list[str],
-    positions: list[tuple[float, float]],
-    parallel: int = 50,
-) -> None:
-    """Register many drivers at once: created and taken online concurrently, positions in one
-    batch call."""
-    import asyncio
-
-    gate = asyncio.Semaphore(parallel)
-
-    async def call(method: str, path: str, body: dict[str, Any], status: int) -> None:
+async def call(method: str, path: str, body: dict[str, Any], status: int) -> None:
         async with gate:
             r = await client.request(method, path, json=body)
             assert r.status_code == status, r.text

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -19,8 +18,7 @@ from rideflow.config import Settings
 from rideflow.dispatch.audit import audit
 from rideflow.redis import keys
 from tests.conftest import BLR, offset
-from tests.fleet import add_drivers
-from tests.servers import Service, post_many, wait_until
+from tests.servers import Service, post_many, send_many, wait_until
 
 LIVE = {"QUEUED", "SEARCHING"}
 SETTLED = {"OFFERED", "COMPLETED", "CANCELLED", "NO_DRIVER_FOUND"}
@@ -37,6 +35,20 @@ def scatter(n: int, radius_m: float, seed: int) -> list[tuple[float, float]]:
         )
         for _ in range(n)
     ]
+
+
+async def register_drivers(port: int, ids: list[str], positions: list[tuple[float, float]]) -> None:
+    """Register drivers through the API, at their positions and online."""
+    created = await send_many(port, [("POST", "/v1/drivers", {"id": i, "name": i}) for i in ids])
+    assert all(status == 201 for status, _ in created), created[:3]
+    fixes = [
+        {"driver_id": i, "lat": p[0], "lng": p[1]} for i, p in zip(ids, positions, strict=True)
+    ]
+    ((status, body),) = await post_many(port, "/v1/drivers/locations", [{"positions": fixes}])
+    assert status == 200 and orjson.loads(body)["accepted"] == len(ids), body
+    online = {"status": "online"}
+    answers = await send_many(port, [("PUT", f"/v1/drivers/{i}/status", online) for i in ids])
+    assert all(status == 200 for status, _ in answers), answers[:3]
 
 
 async def post_rides(port: int, pickups: list[tuple[float, float]]) -> list[str]:
@@ -97,11 +109,9 @@ async def test_thousand_rides_for_hundred_drivers_two_dispatchers(
     api = services("api", settings)
     services("dispatcher", settings, concurrency=16)
     services("dispatcher", settings, concurrency=16)
-    limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
-        drivers = [f"d{i}" for i in range(100)]
-        await add_drivers(c, drivers, scatter(100, 1500, seed=1))
-        ride_ids = await post_rides(api.port, scatter(1000, 1500, seed=2))
+    drivers = [f"d{i}" for i in range(100)]
+    await register_drivers(api.port, drivers, scatter(100, 1500, seed=1))
+    ride_ids = await post_rides(api.port, scatter(1000, 1500, seed=2))
     assert len(set(ride_ids)) == 1000
     rides = await all_final(redis, ride_ids, within=30)
     statuses = await assert_one_driver_one_ride(redis, rides)
@@ -132,21 +142,19 @@ async def test_dispatcher_killed_mid_work_loses_nothing(
     api = services("api", settings)
     first = services("dispatcher", settings, name="victim", concurrency=4)
     sync = redis_sync.Redis.from_url(settings.redis_url or "", decode_responses=True)
-    limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=30) as c:
-        await add_drivers(c, [f"d{i}" for i in range(n)], scatter(n, 1500, seed=3))
-        posting = asyncio.create_task(post_rides(api.port, scatter(n, 1500, seed=4)))
-        await asyncio.to_thread(
-            wait_until,
-            lambda: frozen_with_work(first, sync),
-            20,
-            "the dispatcher to hold unacknowledged rides",
-        )
-        held = sum(
-            x["pending"] for x in sync.xinfo_consumers(keys.requests("blr"), keys.DISPATCH_GROUP)
-        )
-        first.kill9()
-        ride_ids = await posting
+    await register_drivers(api.port, [f"d{i}" for i in range(n)], scatter(n, 1500, seed=3))
+    posting = asyncio.create_task(post_rides(api.port, scatter(n, 1500, seed=4)))
+    await asyncio.to_thread(
+        wait_until,
+        lambda: frozen_with_work(first, sync),
+        20,
+        "the dispatcher to hold unacknowledged rides",
+    )
+    held = sum(
+        x["pending"] for x in sync.xinfo_consumers(keys.requests("blr"), keys.DISPATCH_GROUP)
+    )
+    first.kill9()
+    ride_ids = await posting
     assert held > 0
     second = services("dispatcher", settings, name="successor", concurrency=8)
     rides = await all_final(redis, ride_ids, within=60)

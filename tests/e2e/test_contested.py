@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -19,8 +18,7 @@ from rideflow.dispatch.audit import audit
 from rideflow.errors import Conflict, NotFound
 from rideflow.redis import keys
 from rideflow.services import build_services
-from tests.e2e.test_concurrency import post_rides, scatter
-from tests.fleet import add_drivers
+from tests.e2e.test_concurrency import post_rides, register_drivers, scatter
 from tests.servers import Service
 
 ORDERS, DRIVERS = 5_000, 50
@@ -123,10 +121,10 @@ async def test_five_thousand_orders_fifty_drivers_random_answers_a_dispatcher_ki
     drivers = Drivers(redis, settings, seed=7)
     stop = asyncio.Event()
     answering = asyncio.create_task(drivers.run(stop))
-    limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(base_url=api.url, limits=limits, timeout=60) as c:
-        await add_drivers(c, [f"d{i}" for i in range(DRIVERS)], scatter(DRIVERS, 1500, seed=5))
-        ride_ids = await post_rides(api.port, scatter(ORDERS, 1500, seed=6))
+    await register_drivers(
+        api.port, [f"d{i}" for i in range(DRIVERS)], scatter(DRIVERS, 1500, seed=5)
+    )
+    ride_ids = await post_rides(api.port, scatter(ORDERS, 1500, seed=6))
     # Midway: a fifth of the orders are final; the victim dies holding whatever it held.
     await final_count(redis, ride_ids, ORDERS // 5, within=120)
     victim.kill9()
