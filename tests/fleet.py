@@ -53,29 +53,6 @@ async def request_ride(
     return str(r.json()["ride_id"])
 
 
-async def call(method: str, path: str, body: dict[str, Any], status: int) -> None:
-        async with gate:
-            r = await client.request(method, path, json=body)
-            assert r.status_code == status, r.text
-
-    await asyncio.gather(
-        *(call("POST", "/v1/drivers", {"id": i, "name": f"Driver {i}"}, 201) for i in ids)
-    )
-    r = await client.post(
-        "/v1/drivers/locations",
-        json={
-            "positions": [
-                {"driver_id": i, "lat": p[0], "lng": p[1]}
-                for i, p in zip(ids, positions, strict=True)
-            ]
-        },
-    )
-    assert r.status_code == 200 and r.json()["accepted"] == len(ids), r.text
-    await asyncio.gather(
-        *(call("PUT", f"/v1/drivers/{i}/status", {"status": "online"}, 200) for i in ids)
-    )
-
-
 async def wait_for_status(
     client: httpx.AsyncClient,
     ride_id: str,
