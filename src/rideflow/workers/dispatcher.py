@@ -149,7 +149,7 @@ class DispatcherWorker(Handler):
     async def _retries(self, city: str) -> None:
         """Hand orders whose next search is due to the workers."""
         stream = keys.requests(city)
-        while True:
+        while self.runner.live:
             due = await self.scripts.due_claim(
                 keys=[keys.retries(city)], args=[self.settings.retry_lease_ms, self.concurrency]
             )
@@ -162,7 +162,7 @@ class DispatcherWorker(Handler):
         """Let offers lapse at their deadline. Claiming a due offer pushes it a lease ahead, so
         sweepers in other processes skip it, and it comes due again if this one dies."""
         due_key = keys.offers_due(city)
-        while True:
+        while self.runner.live:
             due = await self.scripts.due_claim(keys=[due_key], args=[SWEEP_LEASE_MS, SWEEP_BATCH])
             for offer_id in due:
                 answered = await self.offers.expire(city, offer_id)
@@ -178,7 +178,7 @@ class DispatcherWorker(Handler):
 
     async def _housekeeping(self, city: str) -> None:
         """Drop stale drivers from the pool."""
-        while True:
+        while self.runner.live:
             await self.scripts.pool_prune(
                 keys=[keys.pool(city), keys.seen(city)],
                 args=[self.settings.stale_ms, 1000],

@@ -315,7 +315,7 @@ class JobWorker(Handler):
 
     async def _promote(self) -> None:
         """Move delayed jobs and retries whose time has come onto their queues."""
-        while True:
+        while self.runner.live:
             moved = await self.scripts.job_promote(
                 keys=[keys.jobs_delayed(), *QUEUES], args=[READ_BATCH]
             )
@@ -324,6 +324,6 @@ class JobWorker(Handler):
 
     async def _housekeeping(self) -> None:
         """Drop finished jobs past their retention from the indexes."""
-        while True:
+        while self.runner.live:
             await purge(self.redis, self.settings)
             await asyncio.sleep(HOUSEKEEPING_S)

@@ -124,6 +124,10 @@ class Runner:
         self.tasks: list[asyncio.Task[None]] = []
         # Redis trouble seen (a count) and the trouble a re-read of our own entries has covered.
         self.trouble, self.reread_upto = 0, 0
+        # The stop's phases, checked by every loop at each turn: redis-py can swallow a
+        # cancellation that lands in a command (redis/redis-py#2028, #2551), and a loop that
+        # missed its cancel then ends at its next turn instead of stalling the stop.
+        self.reading = self.working = self.live = True
 
     def spawn(self, loop: Loop, name: str = "") -> asyncio.Task[None]:
         """Run `loop` guarded until the runner stops (or until it returns)."""
@@ -151,16 +155,19 @@ class Runner:
         await h.start(self)
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([reader, stopping], return_when=asyncio.FIRST_COMPLETED)
+        self.reading = False
         for task in (reader, reclaimer, stopping):
             task.cancel()
         await asyncio.wait([reader, reclaimer], timeout=STOP_WAIT_S)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(h.grace_s):
                 await self.queue.join()
+        self.working = False
         for task in workers:
             task.cancel()  # unfinished entries stay unacknowledged: others reclaim them
         await asyncio.wait(workers, timeout=STOP_WAIT_S)
         await h.drain()
+        self.live = False
         for task in self.tasks:
             task.cancel()
         if self.tasks:
@@ -178,6 +185,8 @@ class Runner:
                 await loop()
                 return
             except RedisError as exc:
+                if not self.live:
+                    return
                 self.counts["redis_errors"] += 1
                 self.trouble += 1
                 log.warning("%s: %s; retrying", loop.__name__, exc)
@@ -185,6 +194,8 @@ class Runner:
                 with contextlib.suppress(RedisError):
                     await self._ensure_groups()
             except Exception:
+                if not self.live:
+                    return
                 self.counts["errors"] += 1
                 log.exception("%s failed; restarting it", loop.__name__)
                 await asyncio.sleep(ERROR_PAUSE_S)
@@ -211,7 +222,7 @@ class Runner:
         h = self.handler
         every = {s: ">" for s in h.streams}
         drained = False
-        while True:
+        while self.reading:
             if self.trouble > self.reread_upto:
                 await self._reread()
             room = await h.room()
@@ -272,7 +283,7 @@ class Runner:
     async def _work(self, index: int) -> None:
         WORKER.set(index)
         h = self.handler
-        while True:
+        while self.working:
             batch = [await self.queue.get()]
             while len(batch) < h.batch and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
@@ -328,7 +339,7 @@ class Runner:
         dead-letter those delivered too often (they may be what kills consumers)."""
         h = self.handler
         interval = max(0.05, h.claim_idle_ms / 4000)
-        while True:
+        while self.reading:
             await asyncio.sleep(interval)
             for stream in h.streams:
                 if h.max_deliveries is not None:
@@ -371,7 +382,7 @@ class Runner:
         time), so that no other consumer takes them over while they are worked on."""
         h = self.handler
         interval = max(0.02, h.claim_idle_ms / 3000)
-        while True:
+        while self.live:
             await asyncio.sleep(interval)
             by_stream: dict[str, list[str | bytes | int | memoryview[int]]] = {}
             for stream, entry_id in [*self.in_hand, *h.holding()]:
@@ -380,7 +391,7 @@ class Runner:
                 await self.redis.xclaim(stream, h.group, self.consumer, 0, ids, justid=True)
 
     async def _trim(self) -> None:
-        while True:
+        while self.live:
             await asyncio.sleep(TRIM_EVERY_S)
             for stream in self.handler.streams:
                 self.counts["trimmed"] += await trim_acknowledged(
