@@ -25,9 +25,11 @@ run: $(STAMP) system
 	$(BIN)/rideflow up
 
 ## test: the test suite, against throwaway redis-servers it starts itself: pure logic, the Lua
-## scripts' contracts, scenarios with the app and workers in-process, then real processes (e2e)
+## scripts' contracts, scenarios with the app and workers in-process, then real processes (e2e).
+## Two pytest workers, each with a redis-server of its own: much of the e2e tier waits on
+## processes starting, dying and timing out, which the other worker's tests fill.
 test: $(STAMP) system
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 ## test-fast: pure logic and the Lua scripts' contracts only; no RideFlow process is started
 test-fast: $(STAMP) system
