@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -205,19 +204,19 @@ class Settings(BaseSettings):
     def job_retry_max_ms(self) -> int:
         return int(self.job_retry_max_s * 1000)
 
-    @cached_property
+    @property
     def search_radii_m(self) -> list[float]:
         """The search steps in metres."""
         return [r * 1000 for r in self.search_radii_km]
 
-    @cached_property
+    @property
     def city_speed_mps(self) -> dict[str, float]:
         """Each city's speed for ETAs, in m/s."""
         return {c.code: c.speed_kmh / 3.6 for c in self.cities}
 
-    @cached_property
+    @property
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """The trusted proxies, parsed once."""
+        """The trusted proxies, parsed."""
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
 

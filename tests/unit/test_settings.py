@@ -83,3 +83,20 @@ def test_child_processes_rebuild_the_same_settings(monkeypatch: pytest.MonkeyPat
     # No variable reads as None: refused rather than silently left at its default.
     with pytest.raises(AssertionError, match="rate_default_policy=None"):
         env_of(s.model_copy(update={"rate_default_policy": None}))
+
+
+def test_derived_values_follow_a_copy_with_other_values() -> None:
+    """Derived values are computed, not cached: a copy with new fields derives from those."""
+    base = Settings(search_radii_km=[1, 2], trusted_proxies=["10.0.0.0/8"])
+    assert base.search_radii_m == [1000, 2000] and base.city_speed_mps["blr"] == 20 / 3.6
+    assert [str(n) for n in base.trusted_networks] == ["10.0.0.0/8"]
+    copy = base.model_copy(
+        update={
+            "search_radii_km": [0.5],
+            "cities": [base.cities[0].model_copy(update={"speed_kmh": 36.0})],
+            "trusted_proxies": [],
+        }
+    )
+    assert copy.search_radii_m == [500]
+    assert copy.city_speed_mps["blr"] == 10.0
+    assert copy.trusted_networks == []
