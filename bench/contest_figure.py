@@ -74,7 +74,7 @@ SETTINGS = {
     "retry_base_s": "0.2",
     "retry_max_s": "1.0",
     # Finished orders expire after 2 minutes (the audit skips one that expires while it reads).
-    "ride_retention_s": "120",
+    "order_retention_s": "120",
 }
 
 
