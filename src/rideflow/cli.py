@@ -100,7 +100,7 @@ def up(
     concurrency: Annotated[int | None, typer.Option(help="Dispatcher concurrency")] = None,
 ) -> None:
     """Run everything on this machine: a managed Redis (unless RIDEFLOW_REDIS_URL is set), the
-    API, a dispatcher and a job worker."""
+    API, two dispatchers (offers lapse on time while one is down) and a job worker."""
     from rideflow.workers.supervisor import up as run_up
 
     settings = Settings()
