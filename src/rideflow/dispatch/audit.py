@@ -14,7 +14,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from rideflow.orders.states import HOLDING, STATUSES
+from rideflow.orders.states import HOLDING, STATUSES, WAITING
 from rideflow.redis import keys
 from rideflow.redis.keys import order_in
 
@@ -110,7 +110,7 @@ async def _stranded(
 ) -> list[str]:
     """Orders waiting for a search that nothing will make: in neither the request stream nor
     the retry set."""
-    waiting = {o for o, (status, _, _) in orders.items() if status in ("QUEUED", "SEARCHING")}
+    waiting = {o for o, (status, _, _) in orders.items() if status in WAITING}
     if not waiting:
         return []
     queued: set[str] = set()

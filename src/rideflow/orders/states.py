@@ -68,16 +68,6 @@ KIND_STEPS: dict[Kind, tuple[str, ...]] = {
 }
 
 
-def can_step(status: str, action: str) -> bool:
-    """Whether an order in `status` may make the step `action`."""
-    return status in STEPS[action].sources
-
-
-def is_final(status: str) -> bool:
-    """Whether nothing can happen to an order in `status` any more."""
-    return status in FINAL
-
-
 def illegal_step_text(kind: str, order_id: str, status: str, action: str) -> str:
     """Why a step is refused, as a person reads it."""
     step = STEPS[action]
