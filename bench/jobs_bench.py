@@ -136,7 +136,7 @@ async def fill(redis: Redis, n: int) -> list[str]:
                 ]
                 pipe.execute_command(
                     "EVALSHA", sha, len(job_keys), *job_keys,
-                    job_id, "send_email", SEND_EMAIL, "default", 3, 300, 0, 0, "",
+                    job_id, "send_email", SEND_EMAIL, "default", 3, 300, 0, 0, "", 2,
                 )  # fmt: skip
             await pipe.execute()
     return ids

@@ -74,12 +74,13 @@ async def rideflow_submitter(redis: Redis) -> Submit:
     script = Scripts.register(redis).job_submit
     common = [keys.job_queue("default"), keys.jobs_delayed(), keys.jobs_index("pending")]
     stats = keys.job_stats(TASK)
+    queue = keys.queue_number("default")
 
     async def submit(key: str) -> Any:
         job_id = str(uuid.uuid4())
         payload = orjson.dumps({"key": key}).decode()
         job_keys = [keys.job(job_id), *common, stats]
-        args: list[str | int] = [job_id, TASK, payload, "default", 3, 300, 0, 0, ""]
+        args: list[str | int] = [job_id, TASK, payload, "default", 3, 300, 0, 0, "", queue]
         return await script(keys=job_keys, args=args)
 
     return submit

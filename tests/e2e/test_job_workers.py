@@ -1,6 +1,6 @@
 """Job workers as real processes: killed with `kill -9` mid-job, stopped with SIGTERM, two of them
-sharing a job ten times longer than the claim timeout, twenty thousand jobs through three workers
-killed and restarted."""
+sharing a job ten times longer than the claim timeout, cancels racing deliveries, twenty thousand
+jobs through three workers killed and restarted."""
 
 from __future__ import annotations
 
@@ -75,6 +75,44 @@ async def test_sigterm_lets_running_jobs_finish_and_leaves_the_rest(
         services("jobs", settings, name="heir")
         job = await wait_final(c, long)
     assert job["status"] == "completed" and await redis.get(EFFECTS) == "2"
+
+
+async def test_cancels_racing_deliveries_a_cancelled_job_never_runs(
+    settings: Settings, services: Callable[..., Service], redis: Redis
+) -> None:
+    """Workers run a job the moment its entry is delivered and record the start behind it, so a
+    cancel must lose to any delivery: each job is either cancelled and never run, or refused
+    (409) and completed once."""
+    # Few slots and jobs of up to 30 ms: a backlog forms and drains, so cancels meet entries
+    # still queued as well as entries just delivered.
+    workers = [services("jobs", settings, name=f"w{i}", concurrency=4) for i in range(2)]
+    rng = random.Random(5)
+    outcomes: dict[str, int] = {}
+    async with api_client(settings) as c:
+
+        async def submit_and_cancel(jitter_ms: float) -> None:
+            job_id = await submit(c, payload={"seconds": rng.choice([0, 0.01, 0.03])})
+            if jitter_ms:
+                await asyncio.sleep(jitter_ms / 1000)  # spreads cancels across the delivery
+            outcomes[job_id] = (await c.post(f"/v1/jobs/{job_id}/cancel")).status_code
+
+        for _ in range(15):
+            await asyncio.gather(*(submit_and_cancel(rng.uniform(0, 3)) for _ in range(20)))
+        jobs = {job_id: await wait_final(c, job_id) for job_id in outcomes}
+    for worker in workers:
+        assert worker.stop(signal.SIGTERM) == 0
+    runs = {job_id: await redis.get(runs_key(job_id)) for job_id in outcomes}
+    seen = Counter(outcomes.values())
+    assert set(seen) == {200, 409} and min(seen.values()) > 0, seen  # both sides of the race
+    for job_id, code in outcomes.items():
+        if code == 200:
+            assert (jobs[job_id]["status"], runs[job_id]) == ("cancelled", None), job_id
+        else:
+            assert jobs[job_id]["status"] == "completed" and runs[job_id] == "1", job_id
+            assert len(jobs[job_id]["attempts"]) == 1
+    assert await redis.get(EFFECTS) == str(seen[409])
+    for queue in keys.job_queues():
+        assert (await redis.xpending(queue, keys.JOBS_GROUP))["pending"] == 0
 
 
 @pytest.mark.slow

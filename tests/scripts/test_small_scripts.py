@@ -70,29 +70,32 @@ async def test_job_submit_cancel_and_redrive_replies(redis: Redis, scripts: Scri
         keys.job("j1"), keys.job_queue("default"), keys.jobs_delayed(),
         keys.jobs_index("pending"), keys.job_stats("t"), keys.job_idempotency("k"),
     ]  # fmt: skip
-    args = ["j1", "t", "{}", "default", 3, 300, 0, 3_600, "p1"]
+    args = ["j1", "t", "{}", "default", 3, 300, 0, 3_600, "p1", 2]
     assert await scripts.job_submit(keys=job_keys, args=args) == ["CREATED", "j1"]
     assert await scripts.job_submit(keys=job_keys, args=args) == ["EXISTING", "j1"]
-    assert await scripts.job_submit(keys=job_keys, args=[*args[:-1], "p2"]) == ["CONFLICT", "j1"]
+    assert await scripts.job_submit(keys=job_keys, args=[*args[:-2], "p2", 2]) == ["CONFLICT", "j1"]
     assert await redis.xlen(keys.job_queue("default")) == 1
     cancel_keys = [
         keys.job("j1"), keys.jobs_delayed(), keys.jobs_index("pending"),
-        keys.jobs_index("cancelled"), keys.job_attempts("j1"),
+        keys.jobs_index("cancelled"), keys.job_attempts("j1"), *keys.job_queues(),
     ]  # fmt: skip
-    assert await scripts.job_cancel(keys=cancel_keys, args=["j1", 60]) == ["OK"]
+    assert await scripts.job_cancel(keys=cancel_keys, args=["j1", 60, "g"]) == ["OK"]
     assert await redis.hget(keys.job("j1"), "status") == "cancelled"
-    assert await scripts.job_cancel(keys=cancel_keys, args=["j1", 60]) == ["ILLEGAL", "cancelled"]
+    assert await scripts.job_cancel(keys=cancel_keys, args=["j1", 60, "g"]) == [
+        "ILLEGAL",
+        "cancelled",
+    ]
     redrive_keys = [
         keys.job("j1"), keys.job_queue("default"), keys.jobs_dead(), keys.jobs_index("failed"),
         keys.jobs_index("pending"), keys.job_attempts("j1"),
     ]  # fmt: skip
-    assert await scripts.job_redrive(keys=redrive_keys, args=["j1"]) == ["ILLEGAL", "cancelled"]
+    assert await scripts.job_redrive(keys=redrive_keys, args=["j1", 2]) == ["ILLEGAL", "cancelled"]
     await redis.hset(keys.job("j1"), "status", "failed")
-    assert await scripts.job_redrive(keys=redrive_keys, args=["j1"]) == ["OK"]
+    assert await scripts.job_redrive(keys=redrive_keys, args=["j1", 2]) == ["OK"]
     assert await redis.hget(keys.job("j1"), "status") == "pending"
     await redis.delete(keys.job("j1"))
-    assert await scripts.job_cancel(keys=cancel_keys, args=["j1", 60]) == ["GONE"]
-    assert await scripts.job_redrive(keys=redrive_keys, args=["j1"]) == ["GONE"]
+    assert await scripts.job_cancel(keys=cancel_keys, args=["j1", 60, "g"]) == ["GONE"]
+    assert await scripts.job_redrive(keys=redrive_keys, args=["j1", 2]) == ["GONE"]
 
 
 async def test_rate_limits_admit_the_limit_then_refuse(redis: Redis, scripts: Scripts) -> None:

@@ -102,6 +102,7 @@ class Jobs:
                 run_at,
                 IDEMPOTENCY_TTL_S,
                 print_,
+                keys.queue_number(body.priority),
             ],
         )
         outcome, stored = parse_stored(reply)
@@ -148,8 +149,9 @@ class Jobs:
                 keys.jobs_index("pending"),
                 keys.jobs_index("cancelled"),
                 keys.job_attempts(job_id),
+                *keys.job_queues(),
             ],
-            args=[job_id, self.settings.job_result_ttl_s],
+            args=[job_id, self.settings.job_result_ttl_s, keys.JOBS_GROUP],
         )
         outcome, status = parse_changed(changed)
         if outcome is Change.GONE:
@@ -163,16 +165,17 @@ class Jobs:
     async def redrive(self, job_id: str) -> JobView:
         """Send a failed (dead) job back to its queue with its retries reset."""
         h = await self._hash(job_id)
+        priority = h.get("priority", "default")
         changed = await self.scripts.job_redrive(
             keys=[
                 keys.job(job_id),
-                keys.job_queue(h.get("priority", "default")),
+                keys.job_queue(priority),
                 keys.jobs_dead(),
                 keys.jobs_index("failed"),
                 keys.jobs_index("pending"),
                 keys.job_attempts(job_id),
             ],
-            args=[job_id],
+            args=[job_id, keys.queue_number(priority)],
         )
         outcome, status = parse_changed(changed)
         if outcome is Change.GONE:

@@ -46,6 +46,7 @@ for i = 10, #KEYS, 4 do
       local delay = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ (retries - 1))
       delay = math.floor(delay * (1 - 0.5 * tonumber(ARGV[base + 6])))
       redis.call('HSET', job, 'status', status, 'error', text, 'run_at', now_ms + delay)
+      redis.call('HDEL', job, 'entry') -- acknowledged above; the retry gets an entry of its own
       redis.call('ZADD', KEYS[4], now_ms + delay, j[5] .. ':' .. id)
       redis.call('ZADD', KEYS[9], now_ms, id)
       redis.call('HINCRBY', stats, 'retried', 1)

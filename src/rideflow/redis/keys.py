@@ -122,6 +122,17 @@ def job_queue(priority: str) -> str:
     return _jobs("queue", priority)
 
 
+def job_queues() -> list[str]:
+    """The queue streams, highest priority first: scripts name a queue by its number here
+    (1..3)."""
+    return [job_queue(p) for p in PRIORITIES]
+
+
+def queue_number(priority: str) -> int:
+    """A priority's queue as scripts number it (1: high, 2: default, 3: low)."""
+    return PRIORITIES.index(priority) + 1
+
+
 def jobs_delayed() -> str:
     """Sorted set of `priority:job id` -> when to run, in ms (delayed jobs and retries)."""
     return _jobs("delayed")

@@ -84,6 +84,7 @@ class Scripts:
     offer_release: Lua
     due_claim: Lua
     job_submit: Lua
+    job_begin: Lua
     job_start: Lua
     job_finish: Lua
     job_promote: Lua

@@ -7,6 +7,12 @@ number) and only the holder of the current token can record an outcome. While a 
 runner renews its claim on the stream entry, so no other worker takes it over; a worker that dies
 stops renewing, and after `job_claim_idle_ms` another takes the entry over (`XAUTOCLAIM`) and runs
 the job again under a new token.
+
+A job's first delivery carries the job (job_submit writes it so), and the worker runs it at once,
+recording the start behind it (`job_begin.lua`); a cancel cannot take back an entry a worker
+holds, and a run whose start is refused is stopped and records nothing. Entries that name their
+job only (delayed jobs and retries) and entries delivered before (reclaimed) are started first
+(`job_start.lua`), which also fails a job that lost its worker too often.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from rideflow.workers.runner import Handler, Runner
 
 log = logging.getLogger("rideflow.jobs")
 
-QUEUES = [keys.job_queue(p) for p in keys.PRIORITIES]
+QUEUES = keys.job_queues()
 READ_BATCH = 100
 FINISH_BATCH = 200
 PROMOTE_EVERY_S = 0.02
@@ -60,6 +66,26 @@ class Started(NamedTuple):
     run_at_ms: int
     entry: str
     queue: int  # 1..3, as the scripts number the queues
+
+    @classmethod
+    def carried(cls, entry: Entry) -> Started | None:
+        """The attempt a first delivery carries (job_submit's and job_redrive's entries), or
+        None for an entry that names its job only (a delayed job, a retry, an old entry)."""
+        f = entry.fields
+        try:
+            return cls(
+                f["job"],
+                int(f["token"]),
+                f["task"],
+                f["payload"],
+                float(f["timeout"]),
+                int(f["created"]),
+                int(f["run_at"]),
+                entry.id,
+                QUEUES.index(entry.stream) + 1,
+            )
+        except (KeyError, ValueError):
+            return None
 
     @classmethod
     def parse(cls, row: list[Any]) -> Started:
@@ -180,6 +206,70 @@ class JobWorker(Handler):
             self.room_freed.set()  # the batch is no longer in the runner's hand
 
     async def _start(self, batch: list[Entry]) -> None:
+        """First deliveries that carry their job run at once, their start recorded behind them
+        (`_begin`); the rest are started first (`_start_named`)."""
+        carried: list[Started] = []
+        named: list[Entry] = []
+        for entry in batch:
+            job = None if entry.reclaimed else Started.carried(entry)
+            if job is None:
+                named.append(entry)
+            else:
+                carried.append(job)
+        if carried:
+            await self._begin(carried)
+        if named:
+            await self._start_named(named)
+
+    async def _begin(self, jobs: list[Started]) -> None:
+        """Run each job now and record its start (one step for the batch) while it runs. A job
+        the step refuses (cancelled, finished, or taken over by another worker meanwhile) is
+        stopped and nothing of its run is recorded: each run records its outcome only once the
+        step has answered for it."""
+        loop = asyncio.get_running_loop()
+        begun: list[asyncio.Future[bool]] = [loop.create_future() for _ in jobs]
+        runs = [self._launch(job, b) for job, b in zip(jobs, begun, strict=True)]
+        args: list[str | int] = [keys.JOBS_GROUP, self.runner.consumer]
+        for job in jobs:
+            args += [job.job_id, job.token, job.queue, job.entry]
+        statuses: list[str] = []
+        try:
+            reply = await self.steps.job_begin(
+                keys=[
+                    *QUEUES,
+                    keys.jobs_index("pending"),
+                    keys.jobs_index("processing"),
+                    *(keys.job(job.job_id) for job in jobs),
+                ],
+                args=args,
+            )
+            statuses = [str(s) for s in reply]
+        finally:
+            # Without an answer (Redis trouble, or stopping) it is unknown whether the starts
+            # were recorded: these runs stop, and the entries are run again once re-read (or
+            # reclaimed) as delivered before.
+            statuses += ["unknown"] * (len(jobs) - len(statuses))
+            now_ms = time.time() * 1000
+            for job, run, b, status in zip(jobs, runs, begun, statuses, strict=True):
+                b.set_result(status == "started")
+                if status == "started":
+                    self.counts["started"] += 1
+                    self.counts["wait_ms_total"] += max(0, int(now_ms - job.run_at_ms))
+                else:
+                    self.counts["not_begun"] += 1
+                    log.info("job %s: stopped, its start was %s", job.job_id, status)
+                    run.cancel()
+
+    def _launch(
+        self, job: Started, begun: asyncio.Future[bool] | None = None
+    ) -> asyncio.Task[None]:
+        self.running[(job.queue, job.entry)] = job
+        task = asyncio.create_task(self._run(job, begun))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _start_named(self, batch: list[Entry]) -> None:
         args: list[str | int] = [
             keys.JOBS_GROUP,
             self.runner.consumer,
@@ -206,12 +296,9 @@ class JobWorker(Handler):
         for job in map(Started.parse, reply):
             self.counts["started"] += 1
             self.counts["wait_ms_total"] += max(0, int(now_ms - job.run_at_ms))
-            self.running[(job.queue, job.entry)] = job
-            task = asyncio.create_task(self._run(job))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._launch(job)
 
-    async def _run(self, job: Started) -> None:
+    async def _run(self, job: Started, begun: asyncio.Future[bool] | None) -> None:
         ok, text = True, ""
         try:
             async with self.slots:
@@ -232,9 +319,12 @@ class JobWorker(Handler):
                 except Exception as exc:
                     ok, text = False, f"{type(exc).__name__}: {exc}"[:2000]
                 run_us = int((time.perf_counter() - started) * 1_000_000)
+            if begun is not None and not await asyncio.shield(begun):
+                self._release(job)  # its start was refused: nothing of this run is recorded
+                return
         except asyncio.CancelledError:
             self._release(job)
-            raise  # shutting down: left for another worker to reclaim
+            raise  # refused, or shutting down: left for another worker to reclaim
         await self.outcomes.put(Outcome(job, ok, text, run_us))
 
     async def drain(self) -> None:
