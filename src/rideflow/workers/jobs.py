@@ -198,37 +198,45 @@ class JobWorker(Handler):
             return False
         return await self.redis.zcard(keys.jobs_delayed()) == 0
 
-    async def handle(self, batch: list[Entry]) -> None:
-        """Start a batch in one step and run each started job in its own task."""
-        try:
-            await self._start(batch)
-        finally:
-            self.room_freed.set()  # the batch is no longer in the runner's hand
-
-    async def _start(self, batch: list[Entry]) -> None:
-        """First deliveries that carry their job run at once, their start recorded behind them
-        (`_begin`); the rest are started first (`_start_named`)."""
+    def take(self, entries: list[Entry]) -> list[Entry]:
+        """First deliveries that carry their job start here, in the reader's turn; the rest
+        go to `handle`."""
         carried: list[Started] = []
-        named: list[Entry] = []
-        for entry in batch:
+        rest: list[Entry] = []
+        for entry in entries:
             job = None if entry.reclaimed else Started.carried(entry)
             if job is None:
-                named.append(entry)
+                rest.append(entry)
             else:
                 carried.append(job)
         if carried:
-            await self._begin(carried)
-        if named:
-            await self._start_named(named)
+            self._begin(carried)
+        return rest
 
-    async def _begin(self, jobs: list[Started]) -> None:
-        """Run each job now and record its start (one step for the batch) while it runs. A job
-        the step refuses (cancelled, finished, or taken over by another worker meanwhile) is
-        stopped and nothing of its run is recorded: each run records its outcome only once the
-        step has answered for it."""
+    async def handle(self, batch: list[Entry]) -> None:
+        """Start a batch in one step and run each started job in its own task."""
+        try:
+            rest = self.take(batch)  # entries the reader took are not here; others may be
+            if rest:
+                await self._start(rest)
+        finally:
+            self.room_freed.set()  # the batch is no longer in the runner's hand
+
+    def _begin(self, jobs: list[Started]) -> None:
+        """Run each job now, and record the starts (one step for the batch) while they run."""
         loop = asyncio.get_running_loop()
         begun: list[asyncio.Future[bool]] = [loop.create_future() for _ in jobs]
         runs = [self._launch(job, b) for job, b in zip(jobs, begun, strict=True)]
+        task = asyncio.create_task(self._record_begun(jobs, runs, begun))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _record_begun(
+        self, jobs: list[Started], runs: list[asyncio.Task[None]], begun: list[asyncio.Future[bool]]
+    ) -> None:
+        """A job the step refuses (cancelled, finished, or taken over by another worker
+        meanwhile) is stopped and nothing of its run is recorded: each run records its outcome
+        only once the step has answered for it."""
         args: list[str | int] = [keys.JOBS_GROUP, self.runner.consumer]
         for job in jobs:
             args += [job.job_id, job.token, job.queue, job.entry]
@@ -244,6 +252,8 @@ class JobWorker(Handler):
                 args=args,
             )
             statuses = [str(s) for s in reply]
+        except RedisError as exc:
+            self.runner.troubled(exc)
         finally:
             # Without an answer (Redis trouble, or stopping) it is unknown whether the starts
             # were recorded: these runs stop, and the entries are run again once re-read (or
@@ -269,7 +279,7 @@ class JobWorker(Handler):
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _start_named(self, batch: list[Entry]) -> None:
+    async def _start(self, batch: list[Entry]) -> None:
         args: list[str | int] = [
             keys.JOBS_GROUP,
             self.runner.consumer,

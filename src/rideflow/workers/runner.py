@@ -81,6 +81,12 @@ class Handler:
         """Wait until more entries fit (counting the runner's `in_hand`); how many to read."""
         return self.batch * self.workers
 
+    def take(self, entries: list[Entry]) -> list[Entry]:
+        """Called by the reader with what it just read: start at once (tasks of the handler's
+        own, no waiting) what needs no round trip first, and return the rest, which goes to
+        `handle` as usual. What is taken must show in `holding`."""
+        return entries
+
     def holding(self) -> Iterable[tuple[str, str]]:
         """(stream, id) of entries still worked on after `handle` returned: claims renewed."""
         return ()
@@ -244,8 +250,13 @@ class Runner:
                 block = BURST_BLOCK_MS if self.burst else READ_BLOCK_MS
                 entries = await self._xread(every, room, block)
             drained = len(entries) < room
-            for entry in entries:
+            rest = h.take(entries)
+            for entry in rest:
                 await self.submit(entry)
+            if entries:
+                # The work just read starts before the next read is sent (sending it is most of
+                # the time from a read to the start of its work otherwise).
+                await asyncio.sleep(0)
 
     async def _reread(self) -> None:
         """Hand our own pending entries to the workers again (those not still in hand): after
@@ -290,10 +301,7 @@ class Runner:
             try:
                 await h.handle(batch)
             except (RedisConnectionError, RedisTimeoutError) as exc:
-                # Not acknowledged: re-read once Redis answers again.
-                self.counts["redis_errors"] += 1
-                self.trouble += 1
-                log.warning("%s: %s", h.name, exc)
+                self.troubled(exc)
             except Exception as exc:
                 self.counts["errors"] += 1
                 log.exception("%s failed on %s", h.name, [e.id for e in batch])
@@ -304,6 +312,13 @@ class Runner:
                 for entry in batch:
                     self.in_hand.pop((entry.stream, entry.id), None)
                     self.queue.task_done()
+
+    def troubled(self, exc: Exception) -> None:
+        """Work failed for want of Redis: not acknowledged, it is re-read (as delivered
+        before) once Redis answers again."""
+        self.counts["redis_errors"] += 1
+        self.trouble += 1
+        log.warning("%s: %s", self.handler.name, exc)
 
     async def _failed(self, entry: Entry, exc: Exception) -> None:
         """Leave a failed entry for another try (it is reclaimed after the claim timeout),
