@@ -9,6 +9,7 @@ import contextlib
 import gc
 import io
 import json
+import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,9 +26,12 @@ from rideflow.api.app import create_app
 from rideflow.config import Settings
 from rideflow.workers.dispatcher import DispatcherWorker
 from rideflow.workers.jobs import JobWorker
+from tests.record import record_database
 from tests.servers import ApiService, DispatcherService, JobWorkerService, RedisServer, Service
 
 BLR = (12.9716, 77.5946)
+DATA_DIR = tempfile.mkdtemp(prefix="rideflow-test-")
+"""Where processes a test starts keep their files (the default SQLite record among them)."""
 E2E_TIMEOUT_S = 180
 """Real processes start slowly on a loaded machine: each e2e test gets this long unless it names
 its own limit; the rest get the 60 s of pyproject.toml."""
@@ -37,6 +41,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "e2e" in item.path.parts and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated record database, once on SQLite and once on PostgreSQL + PostGIS."""
+    async with record_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +81,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     """Test settings: a short deadline and claim timeout, no rate limits unless asked for."""
     values: dict[str, Any] = {
         "redis_url": url,
+        "data_dir": DATA_DIR,
         "rate_limit_enabled": False,
         "ride_deadline_s": 3.0,
         "delivery_deadline_s": 3.0,

@@ -150,6 +150,46 @@ def check() -> None:
     typer.echo("ok")
 
 
+db_cli = typer.Typer(
+    help="The record's database: migrations (SQLite under the data directory, or the "
+    "RIDEFLOW_DATABASE_URL one).",
+    no_args_is_help=True,
+)
+cli.add_typer(db_cli, name="db")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
+) -> None:
+    """Migrate the database up to a revision (in one transaction: a failure changes nothing)."""
+    from rideflow.record import db
+
+    url = db.database_url(Settings())
+    asyncio.run(db.upgrade(url, revision))
+    typer.echo(f"at {asyncio.run(db.current(url)) or 'base'}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision ('base': empty)")],
+) -> None:
+    """Migrate the database down to a revision."""
+    from rideflow.record import db
+
+    url = db.database_url(Settings())
+    asyncio.run(db.downgrade(url, revision))
+    typer.echo(f"at {asyncio.run(db.current(url)) or 'base'}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the revision the database is at ('base': not migrated)."""
+    from rideflow.record import db
+
+    typer.echo(asyncio.run(db.current(db.database_url(Settings()))) or "base")
+
+
 def main() -> None:
     """Entry point of the `rideflow` script."""
     cli()

@@ -73,6 +73,25 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     redis_pool_size: int = 64
 
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL of the record; unset: SQLite at <data_dir>/rideflow.db",
+    )
+    database_echo: bool = False
+    record_enabled: bool = Field(
+        default=True,
+        description="Keep city event streams until the recorder has them (off: capped, no record)",
+    )
+    recorder_batch: int = Field(default=1_000, gt=0, description="Most entries per transaction")
+    recorder_flush_ms: int = Field(default=100, gt=0, description="Most wait to fill a batch")
+    recorder_backlog_warn: int = Field(
+        default=200_000, gt=0, description="Unrecorded entries past which /readyz says so"
+    )
+    track_sample_s: float = Field(default=10.0, gt=0, description="driver_tracks: one row per")
+    event_stream_cap: int = Field(
+        default=100_000, gt=0, description="City event stream cap when record_enabled is off"
+    )
+
     cities: list[City] = Field(default_factory=lambda: list(DEFAULT_CITIES))
 
     driver_stale_s: float = Field(default=30.0, gt=0)

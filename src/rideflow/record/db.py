@@ -1,0 +1,125 @@
+"""The record's database: its URL, the async engine, sessions and migrations.
+
+SQLite (aiosqlite) is the embedded default, in `<data_dir>/rideflow.db`; PostgreSQL + PostGIS
+(asyncpg) when `RIDEFLOW_DATABASE_URL=postgresql+asyncpg://...`. The same models serve both;
+PostGIS-only columns (geometry points with GiST indexes) are added by the migrations on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from rideflow.config import Settings
+
+MIGRATION_LOCK = 0x52464D47  # 'RFMG': the advisory lock migrations take on PostgreSQL
+
+
+def database_url(settings: Settings) -> str:
+    """The record's URL: the configured one, or SQLite under the data directory."""
+    if settings.database_url:
+        return settings.database_url
+    path = Path(settings.data_dir).resolve() / "rideflow.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def is_postgres(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """An async engine. SQLite gets WAL, a busy timeout, foreign keys and real transactions
+    (pysqlite's own transaction handling would commit DDL as it goes, so a failed migration
+    would leave half its tables behind)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        _sqlite_transactions(engine)
+        return engine
+    return create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def _sqlite_transactions(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration, built in code: no alembic.ini to find."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("rideflow.record") / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+async def _run(url: str, fn: Any, *args: Any) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            cfg = alembic_config(url)
+
+            def go(sync_conn: Connection) -> None:
+                if sync_conn.dialect.name == "postgresql":
+                    # Processes starting together migrate one after the other.
+                    sync_conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                cfg.attributes["connection"] = sync_conn
+                fn(cfg, *args)
+
+            await conn.run_sync(go)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate to `revision`, all in one transaction: a failing migration leaves the database
+    as it was."""
+    await _run(url, command.upgrade, revision)
+
+
+async def downgrade(url: str, revision: str) -> None:
+    await _run(url, command.downgrade, revision)
+
+
+async def current(url: str) -> str | None:
+    """The revision the database is at (None: not migrated)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+
+
+def upgrade_sync(url: str, revision: str = "head") -> None:
+    asyncio.run(upgrade(url, revision))
