@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL of the record; unset: SQLite at <data_dir>/rideflow.db",
     )
     database_echo: bool = False
+    database_auto_migrate: bool = Field(
+        default=True, description="Migrate the record to head when a process starts"
+    )
     record_enabled: bool = Field(
         default=True,
         description="Keep city event streams until the recorder has them (off: capped, no record)",

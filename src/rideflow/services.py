@@ -17,6 +17,7 @@ from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the 
 from rideflow.jobs.registry import REGISTRY, Registry
 from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
+from rideflow.record.db import Record
 from rideflow.redis.scripts import Scripts
 
 
@@ -35,6 +36,7 @@ class Services:
     assigner: Assigner
     jobs: Jobs
     registry: Registry
+    record: Record
 
 
 def build_services(
@@ -64,4 +66,5 @@ def build_services(
         assigner=Assigner(redis, orders, dispatcher),
         jobs=Jobs(redis, scripts, settings, registry),
         registry=registry,
+        record=Record(settings),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -20,10 +21,13 @@ from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
 from rideflow.process import freeze_startup_objects
+from rideflow.record.db import Record
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
 from rideflow.services import build_services
+
+log = logging.getLogger("rideflow.api")
 
 DESCRIPTION = """
 Real-time dispatch for ride-hailing and delivery. Ride requests are accepted at once (202) and
@@ -47,6 +51,7 @@ class AppState(TypedDict):
     jobs: Jobs
     drivers: Drivers
     limiter: RateLimiter
+    record: Record
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,6 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The check runs on every request: it gets a pipelined connection of its own.
         url = redis_url(settings)
         limits = PipelinedRedis(url, "api-limits") if PipelinedRedis.supports(url) else redis
+        if settings.database_auto_migrate:
+            try:
+                await services.record.migrate()
+            except Exception as exc:  # the API serves what Redis holds; SQL routes say 503
+                log.error("the record's database could not be migrated: %s", exc)
         freeze_startup_objects()
         try:
             yield AppState(
@@ -71,8 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 jobs=services.jobs,
                 drivers=services.drivers,
                 limiter=RateLimiter(Scripts.register(limits), settings),
+                record=services.record,
             )
         finally:
+            await services.record.dispose()
             if isinstance(limits, PipelinedRedis):
                 await limits.aclose()
             await redis.aclose()

@@ -16,6 +16,7 @@ from rideflow.drivers.store import Drivers
 from rideflow.errors import Unprocessable
 from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
+from rideflow.record.db import Record
 
 
 async def _orders(request: Request) -> Orders:
@@ -47,7 +48,13 @@ async def _redis(request: Request) -> Redis:
     return redis
 
 
+async def _record(request: Request) -> Record:
+    record: Record = request.state.record
+    return record
+
+
 OrdersDep = Annotated[Orders, Depends(_orders)]
+RecordDep = Annotated[Record, Depends(_record)]
 OffersDep = Annotated[Offers, Depends(_offers)]
 AssignerDep = Annotated[Assigner, Depends(_assigner)]
 JobsDep = Annotated[Jobs, Depends(_jobs)]

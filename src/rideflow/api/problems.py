@@ -20,10 +20,12 @@ from redis.exceptions import (
     ResponseError,
     TimeoutError,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from rideflow.errors import RideflowError
+from rideflow.record.db import database_outage
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -167,6 +169,26 @@ def redis_failure(exc: RedisError, where: str) -> Response:
     )
 
 
+def _database_error(request: Request, exc: Exception) -> Response:
+    """503 while the record's database cannot serve (a retry may succeed); other SQL errors are
+    this server's fault: 500."""
+    where = f"{request.method} {request.url.path}"
+    if not database_outage(exc):
+        log.error("the database refused a statement on %s", where, exc_info=exc)
+        return problem(
+            500,
+            "Internal server error",
+            "the server failed to handle this request; it has been logged",
+        )
+    log.warning("database unavailable on %s: %s", where, exc)
+    return problem(
+        503,
+        "Service unavailable",
+        f"the database is unreachable ({type(exc).__name__}); retry shortly",
+        headers={"Retry-After": "2"},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Render every error of the app as problem+json."""
     app.add_exception_handler(RequestValidationError, _validation)
@@ -174,6 +196,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(ValidationError, _validation)
     app.add_exception_handler(RedisError, _redis_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

@@ -7,7 +7,6 @@ PostGIS-only columns (geometry points with GiST indexes) are added by the migrat
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from rideflow.config import Settings
 
@@ -69,10 +74,6 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
 def alembic_config(url: str) -> Config:
     """Alembic's configuration, built in code: no alembic.ini to find."""
     cfg = Config()
@@ -121,5 +122,40 @@ async def current(url: str) -> str | None:
         await engine.dispose()
 
 
-def upgrade_sync(url: str, revision: str = "head") -> None:
-    asyncio.run(upgrade(url, revision))
+class Record:
+    """One process's handle on the record: its URL, engine and sessions (made on first use, so
+    a process starts while the database is down; calls then fail with `DatabaseUnavailable`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = database_url(settings)
+        self.postgres = is_postgres(self.url)
+        self.echo = settings.database_echo
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = create_engine(self.url, echo=self.echo)
+        return self._engine
+
+    def session(self) -> AsyncSession:
+        """A new session (use as `async with record.session() as s, s.begin(): ...`)."""
+        if self._sessions is None:
+            self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        return self._sessions()
+
+    async def migrate(self) -> None:
+        await upgrade(self.url)
+
+    async def dispose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine, self._sessions = None, None
+
+
+def database_outage(exc: BaseException) -> bool:
+    """Whether an error means the database cannot serve now (a retry may succeed)."""
+    return isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
