@@ -11,7 +11,18 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from rideflow import __version__
-from rideflow.api import deliveries, drivers, health, jobs, legacy, offers, problems, rides
+from rideflow.api import (
+    admin,
+    deliveries,
+    drivers,
+    health,
+    history,
+    jobs,
+    legacy,
+    offers,
+    problems,
+    rides,
+)
 from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
 from rideflow.config import Settings
@@ -91,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     problems.install(app)
-    for module in (rides, deliveries, offers, drivers, jobs, legacy, health):
+    for module in (rides, deliveries, history, offers, drivers, jobs, legacy, admin, health):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)

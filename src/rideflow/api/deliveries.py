@@ -8,7 +8,8 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, idempotency_key
+from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, RecordDep, idempotency_key
+from rideflow.api.history import order_or_record
 from rideflow.api.jsonc import strip_comments
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
@@ -44,9 +45,10 @@ async def create_delivery(
     response_model=DeliveryView,
     responses=responses(404),
     summary="A delivery: status, driver, time of each transition",
+    description="From Redis while it holds the delivery; after that, from the record (SQL).",
 )
-async def get_delivery(delivery_id: OrderId, orders: OrdersDep) -> DeliveryView:
-    return await orders.delivery(delivery_id)
+async def get_delivery(delivery_id: OrderId, orders: OrdersDep, record: RecordDep) -> DeliveryView:
+    return await order_or_record(orders, record, delivery_id, "delivery")  # type: ignore[return-value]
 
 
 @router.get(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from rideflow.api.deps import IDEMPOTENCY_DOC, OrdersDep, idempotency_key, orders_of
+from rideflow.api.deps import IDEMPOTENCY_DOC, OrdersDep, RecordDep, idempotency_key, orders_of
+from rideflow.api.history import order_or_record
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
 from rideflow.api.steps import OrderId, add_steps
@@ -53,9 +54,10 @@ async def create_ride(request: Request) -> Response:
     response_model=RideView,
     responses=responses(404),
     summary="A ride: status, driver, pickup distance, time of each transition",
+    description="From Redis while it holds the ride; after that, from the record (SQL).",
 )
-async def get_ride(ride_id: OrderId, orders: OrdersDep) -> RideView:
-    return await orders.ride(ride_id)
+async def get_ride(ride_id: OrderId, orders: OrdersDep, record: RecordDep) -> RideView:
+    return await order_or_record(orders, record, ride_id, "ride")  # type: ignore[return-value]
 
 
 @router.get(
