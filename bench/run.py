@@ -7,7 +7,8 @@ root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md a
 
 This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
-`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, and what they share in
+`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 in `nearest_bench.py`, and
+what they share in
 `harness.py`.
 """
 
@@ -36,7 +37,14 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from bench import contest_figure, dispatch_bench, jobs_bench, jobs_peer, offers_bench
+from bench import (
+    contest_figure,
+    dispatch_bench,
+    jobs_bench,
+    jobs_peer,
+    nearest_bench,
+    offers_bench,
+)
 from bench.harness import (
     CORES,
     HOST,
@@ -175,6 +183,23 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "RideFlow p99 <= taskiq p99",
         ),
         Target("peer_rounds", "10. the same, per round (information)", "-"),
+    ),
+    "nearest": (
+        Target(
+            "nearest_redis",
+            "11. nearest 10 of 50,000 drivers: Redis `GEOSEARCH` 1 km `ASC COUNT 10`",
+            "- (information)",
+        ),
+        Target(
+            "nearest_postgis",
+            "11. the same: PostGIS KNN `ORDER BY geom <-> point LIMIT 10` (GiST), asyncpg",
+            "- (information)",
+        ),
+        Target(
+            "nearest_record",
+            "11. the same: the record's `nearest()` (KNN + exact re-rank, SQLAlchemy)",
+            "- (information)",
+        ),
     ),
 }
 
@@ -491,6 +516,9 @@ async def run_figures(
         figures["jobs_peer"] = await measure(
             "jobs_peer", jobs_peer.figure_jobs_peer(procs, url), procs
         )
+    if "nearest" in only:
+        await flush(url)
+        figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)
     return {name: figures[name] for name in TARGETS if name in figures}
 
 
@@ -639,6 +667,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         contest_figure.contest_note(),
         jobs_bench.jobs_note(),
         jobs_peer.jobs_peer_note(),
+        nearest_bench.nearest_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"
