@@ -269,6 +269,7 @@ async def test_an_empty_window_has_every_bucket_with_zeros(api: httpx.AsyncClien
         ({"from": "2023-11-15T00:00:00Z", "to": "2023-11-14T00:00:00Z"}, "from"),
         ({"from": "2023-11-15T00:00:00Z", "to": "2023-11-15T00:00:00Z"}, "from"),
         ({"to": "soon"}, "to"),
+        ({"from": "0001-01-01T00:00:00+23:59", "to": "2023-01-01T00:00:00Z"}, "from"),
     ],
 )
 async def test_bad_analytics_parameters_are_422_naming_them(

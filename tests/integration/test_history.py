@@ -208,6 +208,8 @@ async def test_history_pages_newest_first_by_keyset_with_filters(
         ({"limit": "0"}, "limit"),
         ({"limit": "201"}, "limit"),
         ({"from": "yesterday"}, "from"),
+        ({"from": "0001-01-01T00:00:00+23:59"}, "from"),
+        ({"to": "1969-12-31T23:59:59Z"}, "to"),
         ({"customer_id": "a b"}, "customer_id"),
     ],
 )

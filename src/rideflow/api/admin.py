@@ -41,8 +41,8 @@ async def get_analytics(
         str, Query(max_length=8, description="Bucket size: <n>m, <n>h or <n>d")
     ] = "1h",
 ) -> analytics.Analytics:
-    to_us = epoch_us(to) if to is not None else time.time_ns() // 1000
-    from_us_ = epoch_us(start) if start is not None else to_us - DAY_US
+    to_us = epoch_us(to, "to") if to is not None else time.time_ns() // 1000
+    from_us_ = epoch_us(start, "from") if start is not None else to_us - DAY_US
     return await analytics.analytics(record, from_us_, to_us, bucket)
 
 

@@ -49,18 +49,29 @@ class DeliveryPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
 
 
-def epoch_us(value: datetime) -> int:
-    """Epoch microseconds of a datetime; a naive one is taken as UTC."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(value: datetime, field: str) -> int:
+    """Epoch microseconds of a datetime (a naive one is taken as UTC), or a 422 naming `field`
+    when it is not between 1970 and 9998."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
+    try:
+        within = EARLIEST <= value < LATEST
+    except (OverflowError, ValueError):
+        within = False
+    if not within:
+        raise Unprocessable("must be a time between 1970 and 9998", field=field)
     return int(value.timestamp()) * 1_000_000 + value.microsecond
 
 
 def filters(
     customer_id: str | None, status: str | None, start: datetime | None, end: datetime | None
 ) -> history.Filters:
-    from_us = None if start is None else epoch_us(start)
-    to_us = None if end is None else epoch_us(end)
+    from_us = None if start is None else epoch_us(start, "from")
+    to_us = None if end is None else epoch_us(end, "to")
     if from_us is not None and to_us is not None and from_us > to_us:
         raise Unprocessable("`from` is after `to`", field="from")
     return history.Filters(customer_id, status, from_us, to_us)
