@@ -73,15 +73,13 @@ async def all_entries(redis: Redis, stream: str) -> list[Entry]:
     return [Entry(stream, i, f) for i, f in await redis.xrange(stream)]
 
 
-async def test_rides_and_deliveries_are_projected_from_their_events(
-    flushed: RedisServer, record_url: str, workers: Workers, redis: Redis
-) -> None:
-    settings = record_settings(flushed, record_url)
+async def every_transition(settings: Settings, workers: Workers) -> dict[str, Any]:
+    """A completed ride (one offer rejected first), a ride cancelled while offered, and a
+    delivery assigned in the request; their ids and the two settled offers."""
     workers.dispatcher(settings)
     async with api_client(settings) as c:
         await add_driver(c, "near", offset(*BLR, north_m=300))
         await add_driver(c, "far", offset(*BLR, north_m=2500))
-        # Ride 1: near rejects, far accepts and drives it to the end.
         done = await request_ride(c, BLR, rider="rider-1")
         await wait_for_status(c, done, {"OFFERED"})
         first = await pending_offer(c, "near")
@@ -89,13 +87,11 @@ async def test_rides_and_deliveries_are_projected_from_their_events(
         assert (await answer(c, first, "reject")).status_code == 200
         await take(c, done)
         await finish(c, done)
-        # Ride 2: offered to near, then cancelled by the rider (the offer is withdrawn).
         cancelled = await request_ride(c, BLR, rider="rider-2")
         await wait_for_status(c, cancelled, {"OFFERED"})
         withdrawn = await pending_offer(c, "near")
         assert withdrawn is not None
         assert (await c.post(f"/v1/rides/{cancelled}/cancel")).status_code == 200
-        # A delivery assigned in the request, with its food order in the record.
         r = await c.post(
             "/v1/delivery/assign",
             json={
@@ -106,7 +102,21 @@ async def test_rides_and_deliveries_are_projected_from_their_events(
             },
         )
         assert r.status_code == 200, r.text
-        delivery = r.json()["delivery_id"]
+    return {
+        "done": done,
+        "cancelled": cancelled,
+        "delivery": r.json()["delivery_id"],
+        "rejected_offer": first["offer_id"],
+        "withdrawn_offer": withdrawn["offer_id"],
+    }
+
+
+async def test_rides_and_deliveries_are_projected_from_their_events(
+    flushed: RedisServer, record_url: str, workers: Workers, redis: Redis
+) -> None:
+    settings = record_settings(flushed, record_url)
+    flow = await every_transition(settings, workers)
+    done, cancelled, delivery = flow["done"], flow["cancelled"], flow["delivery"]
     engine = create_engine(record_url)
     async with engine.begin() as conn:
         await conn.execute(
@@ -151,11 +161,11 @@ async def test_rides_and_deliveries_are_projected_from_their_events(
     assert [f["status"] for f in food] == ["OFFERED"]
 
     offers = {o["id"]: o for o in await rows(record_url, Offer, Offer.offered_us)}
-    assert offers[first["offer_id"]]["outcome"] == "rejected"
-    assert offers[first["offer_id"]]["driver_id"] == "near"
+    assert offers[flow["rejected_offer"]]["outcome"] == "rejected"
+    assert offers[flow["rejected_offer"]]["driver_id"] == "near"
     accepted = [o for o in offers.values() if o["order_id"] == done and o["driver_id"] == "far"]
     assert [o["outcome"] for o in accepted] == ["accepted"] and accepted[0]["answered_us"]
-    assert offers[withdrawn["offer_id"]]["outcome"] == "withdrawn"
+    assert offers[flow["withdrawn_offer"]]["outcome"] == "withdrawn"
     statuses = [e["status"] for e in await rows(record_url, OrderEvent, OrderEvent.id)]
     assert statuses.count("OFFERED") == 4 and statuses.count("QUEUED") == 3
 
