@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rideflow.config import Settings
@@ -120,12 +122,55 @@ class RequestLogMiddleware:
             _log(scope, status, started, self.trusted)
 
 
+Template = tuple[re.Pattern[str], frozenset[str], str]
+
+
+def route_templates(app: Any) -> list[Template]:
+    """(path regex, methods, template) of every route of `app`, included routers' too."""
+    out: list[Template] = []
+
+    def walk(routes: Any, prefix: str) -> None:
+        for route in routes:
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                context = getattr(route, "include_context", None)
+                walk(included.routes, prefix + getattr(context, "prefix", ""))
+            elif isinstance(getattr(route, "path", None), str):
+                template = prefix + route.path
+                methods = frozenset(getattr(route, "methods", None) or ())
+                out.append((compile_path(template)[0], methods, template))
+
+    walk(getattr(getattr(app, "router", None), "routes", ()), "")
+    return out
+
+
+def _route_of(scope: Scope) -> str:
+    """The route template of a request answered before routing (413, 429, 503 at the edge);
+    UNMATCHED when no route has its path (a 404). Only such requests pay for the search."""
+    app = scope.get("app")
+    templates = _TEMPLATES.get(id(app))
+    if templates is None:
+        templates = _TEMPLATES[id(app)] = route_templates(app)
+    path, method = scope.get("path", ""), scope.get("method", "")
+    found = UNMATCHED
+    for regex, methods, template in templates:
+        if regex.match(path):
+            if not methods or method in methods:
+                return template
+            found = template if found == UNMATCHED else found  # a 405: the path matches
+    return found
+
+
+_TEMPLATES: dict[int, list[Template]] = {}
+
+
 def _log(scope: Scope, status: int, started_ns: int, trusted: Sequence[Network]) -> None:
     state = scope.get("state") or {}
     sink: RequestLog | None = state.get("request_log")
     if sink is None:
         return
     route = scope.get("route")
+    template = route.path if route is not None else _route_of(scope)
     policy, decision = scope.get(RATE_SCOPE_KEY) or ("", "")
     client = scope.get(CLIENT_SCOPE_KEY)
     if client is None:  # not rate limited: derived here, the same way
@@ -141,7 +186,7 @@ def _log(scope: Scope, status: int, started_ns: int, trusted: Sequence[Network])
         {
             "at": time.time_ns() // 1000,
             "method": scope["method"],
-            "route": getattr(route, "path", UNMATCHED),
+            "route": template,
             "status": status,
             "latency_us": (time.perf_counter_ns() - started_ns) // 1000,
             "client": client,
