@@ -139,26 +139,49 @@ def _new_order(e: Event, at: int) -> dict[str, Any]:
     return row
 
 
+RANK = {"QUEUED": 0, "SEARCHING": 1, "OFFERED": 2, "ACCEPTED": 3, "DRIVER_ARRIVING": 4}
+RANK |= {"PICKED_UP": 5} | dict.fromkeys(FINAL, 6)
+"""Lifecycle order, to settle two events of the same microsecond (QUEUED and SEARCHING of a
+delivery assigned in its request)."""
+
+
 def _apply(row: dict[str, Any], f: dict[str, str], at: int) -> None:
-    """One event's effect on its order's row."""
+    """One event's effect on its order's row. Events may come out of order (entries a killed
+    recorder held are reclaimed after newer ones were recorded): the status and the driver
+    follow the latest event only; each time column keeps its own status's time."""
     status = f.get("status", "")
-    row["status"] = status
-    row["updated_us"] = max(int(row.get("updated_us") or 0), at)
+    updated = int(row.get("updated_us") or 0)
+    latest = at > updated or (
+        at == updated and RANK.get(status, 0) >= RANK.get(row.get("status") or "", 0)
+    )
     column = TIME_COLUMN.get(status)
-    if column and not (status == "OFFERED" and row.get(column) is not None):
-        row[column] = at
+    if column:
+        old = row.get(column)
+        # The first offer's time; the latest time of every other status.
+        row[column] = at if old is None else (min(old, at) if status == "OFFERED" else max(old, at))
+    if status == "OFFERED":
+        row["offers"] = int(row.get("offers") or 0) + 1
+    if status in FINAL:
+        row["outcome"] = status
+    if not latest:
+        return
+    row["status"], row["updated_us"] = status, at
     if status in ("OFFERED", "ACCEPTED"):
         row["driver_id"] = f.get("driver") or row.get("driver_id")
         if f.get("pickup_m"):
             row["pickup_m"] = to_float(f["pickup_m"])
-    if status == "OFFERED":
-        row["offers"] = int(row.get("offers") or 0) + 1
     if status == "SEARCHING" and f.get("outcome"):
         row["driver_id"], row["pickup_m"] = None, None  # the offer's driver was released
-    if status in FINAL:
-        row["outcome"] = status
     if f.get("reason"):
         row["reason"] = f["reason"]
+
+
+def _fill(row: dict[str, Any], queued: dict[str, Any]) -> None:
+    """A row made from a later event first (its QUEUED came late): the order's own fields."""
+    for k, v in queued.items():
+        if row.get(k) is None or (k == "kind" and row[k] == "unknown"):
+            row[k] = v
+    row["created_us"] = min(int(row["created_us"]), int(queued["created_us"]))
 
 
 def _offer_change(f: dict[str, str], at: int) -> tuple[str, str, int] | None:
@@ -198,17 +221,15 @@ async def project_events(conn: AsyncConnection, events: Sequence[Event]) -> Coun
     existing = {r.id: dict(r._mapping) for r in await conn.execute(query)}
     created: dict[str, dict[str, Any]] = {}
     new_offers: dict[str, dict[str, Any]] = {}
-    settled: dict[str, tuple[str, int]] = {}
+    settled: dict[str, dict[str, Any]] = {}
     for e in todo:
         f, at = e.fields, int(e.fields.get("at") or 0)
         order_id = f["order"]
         row = existing.get(order_id) or created.get(order_id)
         if row is None:
             row = created[order_id] = _new_order(e, at)
-        elif f.get("status") == "QUEUED":  # a row made from a later event first: fill it in
-            for k, v in _new_order(e, at).items():
-                if row.get(k) is None:
-                    row[k] = v
+        elif f.get("status") == "QUEUED":
+            _fill(row, _new_order(e, at))
         _apply(row, f, at)
         if f.get("status") == "OFFERED" and f.get("offer"):
             new_offers[f["offer"]] = {
@@ -224,21 +245,18 @@ async def project_events(conn: AsyncConnection, events: Sequence[Event]) -> Coun
         change = _offer_change(f, at)
         if change:
             offer_id, outcome, answered = change
-            if offer_id in new_offers:
-                new_offers[offer_id].update(outcome=outcome, answered_us=answered)
-            else:
-                settled[offer_id] = (outcome, answered)
+            settled[offer_id] = {
+                "id": offer_id,
+                "city": e.city,
+                "order_id": order_id,
+                "driver_id": f.get("driver") or "",
+                "pickup_m": None,
+                "offered_us": answered,  # until its OFFERED event says (if it comes later)
+                "answered_us": answered,
+                "outcome": outcome,
+            }
     await _write_orders(conn, created, existing, ids)
-    if new_offers:
-        insert = dialect_insert(conn, OFFERS).on_conflict_do_nothing(index_elements=["id"])
-        await conn.execute(insert, list(new_offers.values()))
-    if settled:
-        await conn.execute(
-            update(OFFERS)
-            .where(OFFERS.c.id == bindparam("o_id"))
-            .values(outcome=bindparam("o_outcome"), answered_us=bindparam("o_at")),
-            [{"o_id": k, "o_outcome": o, "o_at": at} for k, (o, at) in settled.items()],
-        )
+    await _write_offers(conn, list(new_offers.values()), list(settled.values()))
     deliveries = [r for r in (*created.values(), *existing.values()) if r["kind"] == "delivery"]
     if deliveries:
         await conn.execute(
@@ -253,6 +271,31 @@ async def project_events(conn: AsyncConnection, events: Sequence[Event]) -> Coun
     counts["orders_created"] += len(created)
     counts["offers"] += len(new_offers)
     return counts
+
+
+async def _write_offers(
+    conn: AsyncConnection, offered: list[dict[str, Any]], settled: list[dict[str, Any]]
+) -> None:
+    """Offers made, then offers settled, each an upsert: an offer's settling event may be
+    recorded before its OFFERED event (reclaimed late), and either fills in what it knows."""
+    if offered:
+        insert = dialect_insert(conn, OFFERS)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["id"],
+                set_={c: insert.excluded[c] for c in ("driver_id", "pickup_m", "offered_us")},
+            ),
+            offered,
+        )
+    if settled:
+        insert = dialect_insert(conn, OFFERS)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["id"],
+                set_={c: insert.excluded[c] for c in ("outcome", "answered_us")},
+            ),
+            settled,
+        )
 
 
 async def _write_orders(
