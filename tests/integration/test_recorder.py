@@ -314,3 +314,36 @@ async def test_driver_samples_upsert_drivers_and_add_one_track_row_each(
     assert drivers["d1"]["name"] == "Driver d1" and drivers["d1"]["rating"] == 4.5
     assert abs(drivers["d1"]["lat"] - offset(*BLR, north_m=100)[0]) < 1e-9
     assert await count(record_url, DriverTrack) == 2
+
+
+async def snapshot(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return await rows(url, Order, Order.id), await rows(url, Offer, Offer.id)
+
+
+async def test_events_recorded_out_of_order_leave_the_same_rows(
+    flushed: RedisServer, record_url: str, workers: Workers, redis: Redis
+) -> None:
+    """A killed recorder's entries are reclaimed after newer ones were recorded: the later
+    half of the stream first, then the earlier half, ends where the stream's order does."""
+    settings = record_settings(flushed, record_url)
+    await every_transition(settings, workers)
+    entries = await all_entries(redis, keys.city_events("blr"))
+    half = len(entries) // 2
+    recorder = Recorder(settings)
+    try:
+        await recorder.commit(entries[half:])
+        await recorder.commit(entries[:half])
+        reordered = await snapshot(record_url)
+        engine = create_engine(record_url)
+        async with engine.begin() as conn:
+            for table in ("order_events", "offers", "orders"):
+                await conn.exec_driver_sql(f"DELETE FROM {table}")
+        await engine.dispose()
+        await recorder.commit(entries)
+        in_order = await snapshot(record_url)
+        for a, b in zip(reordered[0] + reordered[1], in_order[0] + in_order[1], strict=True):
+            assert {k: v for k, v in a.items() if b[k] != v} == {}, b["id"]
+        assert reordered == in_order
+    finally:
+        await recorder.record.dispose()
+        await recorder.redis.aclose()

@@ -148,7 +148,7 @@ delivery assigned in its request)."""
 def _apply(row: dict[str, Any], f: dict[str, str], at: int) -> None:
     """One event's effect on its order's row. Events may come out of order (entries a killed
     recorder held are reclaimed after newer ones were recorded): the status and the driver
-    follow the latest event only; each time column keeps its own status's time."""
+    follows the latest event; each time column keeps its own status's time."""
     status = f.get("status", "")
     updated = int(row.get("updated_us") or 0)
     latest = at > updated or (
@@ -163,17 +163,20 @@ def _apply(row: dict[str, Any], f: dict[str, str], at: int) -> None:
         row["offers"] = int(row.get("offers") or 0) + 1
     if status in FINAL:
         row["outcome"] = status
-    if not latest:
-        return
-    row["status"], row["updated_us"] = status, at
-    if status in ("OFFERED", "ACCEPTED"):
+    if latest:
+        row["status"], row["updated_us"] = status, at
+    # The driver (and their distance) of the latest offer or acceptance, and the latest reason,
+    # whatever order they are recorded in: when each was set is kept in `extra`.
+    extra = dict(row.get("extra") or {})
+    if status in ("OFFERED", "ACCEPTED") and at >= int(extra.get("driver_at", 0)):
+        extra["driver_at"] = at
         row["driver_id"] = f.get("driver") or row.get("driver_id")
         if f.get("pickup_m"):
             row["pickup_m"] = to_float(f["pickup_m"])
-    if status == "SEARCHING" and f.get("outcome"):
-        row["driver_id"], row["pickup_m"] = None, None  # the offer's driver was released
-    if f.get("reason"):
+    if f.get("reason") and at >= int(extra.get("reason_at", 0)):
+        extra["reason_at"] = at
         row["reason"] = f["reason"]
+    row["extra"] = extra or None
 
 
 def _fill(row: dict[str, Any], queued: dict[str, Any]) -> None:
