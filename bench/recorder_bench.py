@@ -6,9 +6,9 @@ fields, SEARCHING, OFFERED, ACCEPTED, DRIVER_ARRIVING, PICKED_UP, COMPLETED), wr
 pipelined XADDs in the shape the Lua scripts write them, then one `rideflow recorder` process
 started against it; the rate is the events over the time from its start until the group has
 nothing pending or undelivered (its start-up included). Lag: rides created and cancelled through
-the services at 500/s for LAG_S seconds while `rideflow recorder` runs; the benchmark polls the
-record every LAG_POLL_S for new `order_events` rows, and a row's lag is when the poll saw it
-minus its event's `at` (an upper bound: the poll interval is included).
+the services at 500/s for LAG_S seconds by a child process, while the recorder runs in the
+benchmark process (nothing else runs there meanwhile); an event's lag is the time its batch's
+transaction had committed minus the event's `at` (Redis time; same machine).
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import uvloop
 from redis.asyncio import Redis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.harness import (
     CENTRE,
@@ -34,26 +35,28 @@ from bench.harness import (
     Figure,
     Processes,
     Server,
+    bench_settings,
     latency_summary,
     rideflow_env,
     say,
     services,
     start_api,
-    wait_ready,
 )
 from bench.loadgen import LoadResult
+from rideflow.config import Settings
 from rideflow.orders.schemas import RideCreate
 from rideflow.record import db
 from rideflow.record.models import OrderEvent
 from rideflow.redis import keys
+from rideflow.redis.streams import Entry
 from rideflow.schemas import Point
 from rideflow.services import Services
+from rideflow.workers.recorder import Recorder
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 THROUGHPUT_RIDES = 15_000  # 7 events each: 105,000 events
 LAG_RATE = 500.0
 LAG_S = 20.0
-LAG_POLL_S = 0.02
 REQLOG_ROUNDS = 3
 STEPS = ("SEARCHING", "OFFERED", "ACCEPTED", "DRIVER_ARRIVING", "PICKED_UP", "COMPLETED")
 
@@ -191,52 +194,67 @@ async def produce(svc: Services) -> int:
     return n * 2
 
 
-async def poll_lag(engine: AsyncEngine, seen_ms: list[float], stop: asyncio.Event) -> None:
-    """Every LAG_POLL_S, the new order_events rows: when seen minus their event's `at`."""
-    last = 0
-    while True:
-        async with engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(OrderEvent.id, OrderEvent.at_us)
-                    .where(OrderEvent.id > last)
-                    .order_by(OrderEvent.id)
-                )
-            ).all()
+class TimedRecorder(Recorder):
+    """The recorder, noting for each order event when its transaction had committed."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.lags_ms: list[float] = []
+
+    async def commit(self, batch: list[Entry]) -> Counter[str]:
+        counts = await super().commit(batch)
         now_us = time.time() * 1_000_000
-        for row_id, at_us in rows:
-            seen_ms.append((now_us - at_us) / 1000)
-            last = max(last, row_id)
-        if stop.is_set() and not rows:
-            return
-        await asyncio.sleep(LAG_POLL_S)
+        self.lags_ms += [
+            (now_us - int(e.fields["at"])) / 1000 for e in batch if e.stream in self.city_of
+        ]
+        return counts
 
 
 async def lag_into(procs: Processes, redis_url: str, kind: str, tmp: Path) -> dict[str, Any]:
+    """The recorder in this process (nothing else runs here meanwhile), the rides from a child
+    process (`python -m bench.recorder_bench URL`)."""
     redis = Redis.from_url(redis_url, decode_responses=True)
     await redis.flushall()
-    seen_ms: list[float] = []
-    async with record_database(kind, tmp) as url, services(redis_url) as svc:
-        recorder = start_recorder(procs, f"recorder-lag-{kind}", redis_url, url, tmp)
-        engine = db.create_engine(url)
+    async with record_database(kind, tmp) as url:
+        recorder = TimedRecorder(bench_settings(redis_url, database_url=url, data_dir=str(tmp)))
+        stop = asyncio.Event()
+        running = asyncio.create_task(recorder.run(stop))
         try:
-            await wait_ready(recorder, lambda: _reading(redis), "the recorder to start")
-            stop = asyncio.Event()
-            poller = asyncio.create_task(poll_lag(engine, seen_ms, stop))
-            added = await produce(svc)
-            deadline = time.monotonic() + 60
-            while len(seen_ms) < added and time.monotonic() < deadline:
-                recorder.check_alive()
-                await asyncio.sleep(0.05)
-            stop.set()
-            await poller
+            await wait_ready_redis(lambda: _reading(redis), running)
+            env = rideflow_env(redis_url)
+            argv = [sys.executable, "-m", "bench.recorder_bench", redis_url]
+            producer = procs.start(f"producer-{kind}", argv, env)
+            await asyncio.to_thread(producer.proc.wait, LAG_S + 60)
+            if producer.proc.returncode != 0:
+                raise RuntimeError(f"the producer failed:\n{producer.output()[-2000:]}")
+            added = int(producer.output().split()[-1])
+            await until(lambda: len(recorder.lags_ms) >= added, 60)
         finally:
-            procs.stop(recorder)
-            await engine.dispose()
+            stop.set()
+            await running
             await redis.aclose()
-    summary = latency_summary(seen_ms)
+    summary = latency_summary(recorder.lags_ms)
     say(f"  {kind}: {added:,} events, lag {summary}")
-    return {"events": added, "recorded": len(seen_ms), **summary}
+    return {"events": added, "recorded": len(recorder.lags_ms), **summary}
+
+
+async def until(check: Callable[[], bool], within: float) -> None:
+    """Wait for `check` to hold (at most `within` s; the figure then shows what was recorded)."""
+    deadline = time.monotonic() + within
+    while True:
+        if check() or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def wait_ready_redis(
+    ready: Callable[[], Awaitable[bool]], running: asyncio.Task[Any]
+) -> None:
+    deadline = time.monotonic() + 30
+    while not await ready():
+        if running.done() or time.monotonic() > deadline:
+            raise RuntimeError("the recorder did not start")
+        await asyncio.sleep(0.02)
 
 
 async def _reading(redis: Redis) -> bool:
@@ -301,3 +319,12 @@ async def figure_reqlog(procs: Processes, redis_url: str, tmp: Path) -> Figure:
         ratio >= 0.85 and logged > 0,
     )
     return figure
+
+
+async def _produce_main(redis_url: str) -> None:
+    async with services(redis_url) as svc:
+        print(await produce(svc), flush=True)
+
+
+if __name__ == "__main__":
+    uvloop.run(_produce_main(sys.argv[1]))
