@@ -7,8 +7,8 @@ root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md a
 
 This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
-`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 in `nearest_bench.py`, and
-what they share in
+`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
+the request log) in `recorder_bench.py`, 14 in `nearest_bench.py`, and what they share in
 `harness.py`.
 """
 
@@ -44,6 +44,7 @@ from bench import (
     jobs_peer,
     nearest_bench,
     offers_bench,
+    recorder_bench,
 )
 from bench.harness import (
     CORES,
@@ -184,20 +185,39 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         ),
         Target("peer_rounds", "10. the same, per round (information)", "-"),
     ),
+    "recorder": (
+        Target("recorder_sqlite", "11. recorder throughput into SQLite", ">= 5,000 events/s"),
+        Target(
+            "recorder_postgresql", "11. recorder throughput into PostgreSQL", ">= 10,000 events/s"
+        ),
+    ),
+    "recorder_lag": (
+        Target("lag_sqlite", "12. event -> row committed at 500 orders/s, SQLite", "p99 <= 1 s"),
+        Target(
+            "lag_postgresql", "12. event -> row committed at 500 orders/s, PostgreSQL", "p99 <= 1 s"
+        ),
+    ),
+    "reqlog": (
+        Target(
+            "reqlog_ratio",
+            "13. `POST /v1/rides` with the request log on, vs bare FastAPI + `XADD`",
+            ">= 85 %",
+        ),
+    ),
     "nearest": (
         Target(
             "nearest_redis",
-            "11. nearest 10 of 50,000 drivers: Redis `GEOSEARCH` 1 km `ASC COUNT 10`",
+            "14. nearest 10 of 50,000 drivers: Redis `GEOSEARCH` 1 km `ASC COUNT 10`",
             "- (information)",
         ),
         Target(
             "nearest_postgis",
-            "11. the same: PostGIS KNN `ORDER BY geom <-> point LIMIT 10` (GiST), asyncpg",
+            "14. the same: PostGIS KNN `ORDER BY geom <-> point LIMIT 10` (GiST), asyncpg",
             "- (information)",
         ),
         Target(
             "nearest_record",
-            "11. the same: the record's `nearest()` (KNN + exact re-rank, SQLAlchemy)",
+            "14. the same: the record's `nearest()` (KNN + exact re-rank, SQLAlchemy)",
             "- (information)",
         ),
     ),
@@ -516,6 +536,14 @@ async def run_figures(
         figures["jobs_peer"] = await measure(
             "jobs_peer", jobs_peer.figure_jobs_peer(procs, url), procs
         )
+    for name, record_run in (
+        ("recorder", recorder_bench.figure_throughput),
+        ("recorder_lag", recorder_bench.figure_lag),
+        ("reqlog", recorder_bench.figure_reqlog),
+    ):
+        if name in only:
+            await flush(url)
+            figures[name] = await measure(name, record_run(procs, url, tmp), procs)
     if "nearest" in only:
         await flush(url)
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)

@@ -27,7 +27,14 @@ from rideflow.config import Settings
 from rideflow.workers.dispatcher import DispatcherWorker
 from rideflow.workers.jobs import JobWorker
 from tests.record import record_database
-from tests.servers import ApiService, DispatcherService, JobWorkerService, RedisServer, Service
+from tests.servers import (
+    ApiService,
+    DispatcherService,
+    JobWorkerService,
+    RecorderService,
+    RedisServer,
+    Service,
+)
 
 BLR = (12.9716, 77.5946)
 DATA_DIR = tempfile.mkdtemp(prefix="rideflow-test-")
@@ -224,7 +231,12 @@ def services(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     started: list[Service] = []
 
     def start(kind: str, settings: Settings, name: str | None = None, **kw: Any) -> Service:
-        cls = {"api": ApiService, "dispatcher": DispatcherService, "jobs": JobWorkerService}[kind]
+        cls = {
+            "api": ApiService,
+            "dispatcher": DispatcherService,
+            "jobs": JobWorkerService,
+            "recorder": RecorderService,
+        }[kind]
         service = cls(env_of(settings), tmp_path, name=name or f"{kind}{len(started)}", **kw)
         started.append(service)
         return service

@@ -140,6 +140,21 @@ class JobWorkerService(Service):
         return "job worker" in self.output()
 
 
+class RecorderService(Service):
+    """`rideflow recorder`, started and reading its streams."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_dir: Path, name: str = "recorder", wait: bool = True
+    ) -> None:
+        super().__init__(name, ["recorder"], env, log_dir)
+        if wait:
+            wait_until(self._started, START_TIMEOUT_S, f"{name} to start", 0.05)
+
+    def _started(self) -> bool:
+        assert self.alive(), f"{self.name} exited:\n{self.output()}"
+        return "streams into" in self.output()
+
+
 async def raw_get(port: int, path: str, headers: Mapping[str, str] | None = None) -> int:
     """One GET on its own connection (`Connection: close`); returns the status code.
 

@@ -96,11 +96,35 @@ def jobs(
 
 
 @cli.command()
+def recorder(
+    city: Annotated[
+        list[str] | None, typer.Option(help="City to record (repeat); all when absent")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when everything is recorded")] = False,
+) -> None:
+    """Record event streams, the request log, finished jobs and driver samples into SQL until
+    SIGTERM or Ctrl-C (migrating the record first unless RIDEFLOW_DATABASE_AUTO_MIGRATE=false)."""
+    from rideflow.workers.recorder import Recorder
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        worker = Recorder(settings, city, burst=burst)
+        freeze_startup_objects()
+        await worker.run(stop)
+
+    uvloop.run(main())
+
+
+@cli.command()
 def up(
     concurrency: Annotated[int | None, typer.Option(help="Dispatcher concurrency")] = None,
 ) -> None:
     """Run everything on this machine: a managed Redis (unless RIDEFLOW_REDIS_URL is set), the
-    API, two dispatchers (offers lapse on time while one is down) and a job worker."""
+    API, two dispatchers (offers lapse on time while one is down), a job worker and the
+    recorder (the record is migrated first)."""
     from rideflow.workers.supervisor import up as run_up
 
     settings = Settings()

@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     event_stream_cap: int = Field(
         default=100_000, gt=0, description="City event stream cap when record_enabled is off"
     )
+    request_log_enabled: bool = Field(
+        default=True, description="Every API request leaves an entry on the request-log stream"
+    )
+    request_log_cap: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Request-log stream cap (MAXLEN ~): analytics, bounded when no recorder runs",
+    )
+    request_log_flush_ms: int = Field(default=100, gt=0, description="Most buffering per API")
+    request_log_buffer: int = Field(default=500, gt=0, description="Entries that force a flush")
+    jobs_finished_cap: int = Field(
+        default=100_000, gt=0, description="Finished-jobs stream cap when record_enabled is off"
+    )
 
     cities: list[City] = Field(default_factory=lambda: list(DEFAULT_CITIES))
 
@@ -194,6 +207,18 @@ class Settings(BaseSettings):
                 f"({self.offer_lease_grace_ms / 1000:g} s)"
             )
         return self
+
+    def event_caps(self) -> tuple[int, int]:
+        """The first two ARGV of every script that records order events: the order stream's
+        cap and the city stream's (0: uncapped, kept until the recorder has it)."""
+        from rideflow.redis.scripts import ORDER_EVENTS_CAP
+
+        return ORDER_EVENTS_CAP, 0 if self.record_enabled else self.event_stream_cap
+
+    @property
+    def jobs_finished_stream_cap(self) -> int:
+        """The finished-jobs stream's cap (0: uncapped, kept until the recorder has it)."""
+        return 0 if self.record_enabled else self.jobs_finished_cap
 
     def deadline_ms(self, kind: str) -> int:
         """How long an order of this kind may search before NO_DRIVER_FOUND."""

@@ -64,10 +64,10 @@ async def start_reclaimed(scripts: Scripts, worker: str, job_id: str, entry: str
     reply: list[Any] = await scripts.job_start(
         keys=[
             *keys.job_queues(), keys.jobs_dead(), keys.jobs_index("pending"),
-            keys.jobs_index("processing"), keys.jobs_index("failed"),
+            keys.jobs_index("processing"), keys.jobs_index("failed"), keys.jobs_finished(),
             keys.job(job_id), keys.job_attempts(job_id),
         ],
-        args=[GROUP, worker, 5, 60, 2, entry, "1"],
+        args=[GROUP, worker, 5, 60, 0, 2, entry, "1"],
     )  # fmt: skip
     return reply
 
@@ -77,10 +77,10 @@ async def finish(scripts: Scripts, job_id: str, token: int, outcome: str = "ok")
         keys=[
             *keys.job_queues(), keys.jobs_delayed(), keys.jobs_dead(),
             keys.jobs_index("processing"), keys.jobs_index("completed"), keys.jobs_index("failed"),
-            keys.jobs_index("pending"), keys.job(job_id), keys.job_attempts(job_id),
-            keys.job_stats("t"), keys.job_recent("t"),
+            keys.jobs_index("pending"), keys.jobs_finished(), keys.job(job_id),
+            keys.job_attempts(job_id), keys.job_stats("t"), keys.job_recent("t"),
         ],
-        args=[GROUP, 60, 100, 1000, 10, job_id, token, 2, outcome, '"r"', 5, 0.5],
+        args=[GROUP, 60, 100, 1000, 10, 0, job_id, token, 2, outcome, '"r"', 5, 0.5],
     )  # fmt: skip
     return reply
 

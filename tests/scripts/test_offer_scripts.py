@@ -8,8 +8,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rideflow.redis import keys
-from rideflow.redis.scripts import CITY_EVENTS_CAP, EVENT_CAPS, ORDER_EVENTS_CAP, Scripts
+from rideflow.redis.scripts import ORDER_EVENTS_CAP, Scripts
 from tests.scripts.conftest import CITY, city_events, events, now_ms, put_driver, put_order
+
+EVENT_CAPS = (ORDER_EVENTS_CAP, 0)
+"""As `Settings.event_caps()` passes them while the recorder keeps the city stream."""
 
 ORDER = "blr-o1"
 OFFER = f"{ORDER}-aa"
@@ -17,7 +20,11 @@ STALE_MS, GRACE_MS, RETENTION_S, MAX_LAPSES = 30_000, 5_000, 600, 3
 
 
 async def create(
-    scripts: Scripts, drivers: list[str], entry: str = "", offer_id: str = OFFER
+    scripts: Scripts,
+    drivers: list[str],
+    entry: str = "",
+    offer_id: str = OFFER,
+    caps: tuple[int, int] = EVENT_CAPS,
 ) -> Any:
     per_driver: list[str] = []
     pairs: list[str | float] = []
@@ -31,7 +38,7 @@ async def create(
             keys.offers_due(CITY), keys.fence(CITY), keys.excluded(CITY, ORDER),
             keys.offer(CITY, offer_id), *per_driver,
         ],
-        args=[*EVENT_CAPS, ORDER, entry, keys.DISPATCH_GROUP, STALE_MS, offer_id, GRACE_MS,
+        args=[*caps, ORDER, entry, keys.DISPATCH_GROUP, STALE_MS, offer_id, GRACE_MS,
               RETENTION_S, *pairs],
     )  # fmt: skip
 
@@ -276,9 +283,28 @@ async def test_a_lost_offer_is_repaired_and_anything_else_gone_is_dropped(
 
 
 async def test_event_streams_are_capped_by_the_caps_passed(redis: Redis, scripts: Scripts) -> None:
-    assert (ORDER_EVENTS_CAP, CITY_EVENTS_CAP) == EVENT_CAPS == (128, 100_000)
+    assert EVENT_CAPS == (ORDER_EVENTS_CAP, 0) == (128, 0)
     for n in range(300):
         await redis.xadd(keys.order_events(CITY, ORDER), {"n": n})
+        await redis.xadd(keys.city_events(CITY), {"n": n})
     await offered(redis, scripts)
     # MAXLEN ~ trims whole macro nodes: near the cap, never below it.
     assert 128 <= await redis.xlen(keys.order_events(CITY, ORDER)) < 300
+    # A city cap of 0 trims nothing: the recorder's runner trims what it recorded.
+    assert await redis.xlen(keys.city_events(CITY)) == 301
+
+
+async def test_a_city_cap_trims_the_city_stream_when_the_record_is_off(
+    redis: Redis, scripts: Scripts
+) -> None:
+    from rideflow.config import Settings
+
+    caps = Settings(record_enabled=False, event_stream_cap=100).event_caps()
+    assert caps == (ORDER_EVENTS_CAP, 100)
+    assert Settings(record_enabled=True).event_caps() == (ORDER_EVENTS_CAP, 0)
+    for n in range(300):
+        await redis.xadd(keys.city_events(CITY), {"n": n})
+    await put_order(redis, ORDER)
+    await put_driver(redis, "d1")
+    assert (await create(scripts, ["d1"], caps=caps))[0] == "OFFERED"
+    assert 100 <= await redis.xlen(keys.city_events(CITY)) < 300

@@ -25,6 +25,7 @@ from rideflow.api import (
 )
 from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
+from rideflow.api.requestlog import RequestLog, RequestLogMiddleware
 from rideflow.config import Settings
 from rideflow.dispatch.assign import Assigner
 from rideflow.dispatch.offers import Offers
@@ -63,6 +64,7 @@ class AppState(TypedDict):
     drivers: Drivers
     limiter: RateLimiter
     record: Record
+    request_log: RequestLog | None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await services.record.migrate()
             except Exception as exc:  # the API serves what Redis holds; SQL routes say 503
                 log.error("the record's database could not be migrated: %s", exc)
+        request_log = RequestLog(redis, settings) if settings.request_log_enabled else None
+        if request_log is not None:
+            request_log.start()
         freeze_startup_objects()
         try:
             yield AppState(
@@ -93,8 +98,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 drivers=services.drivers,
                 limiter=RateLimiter(Scripts.register(limits), settings),
                 record=services.record,
+                request_log=request_log,
             )
         finally:
+            if request_log is not None:
+                await request_log.stop()  # what is buffered is sent before Redis is closed
             await services.record.dispose()
             if isinstance(limits, PipelinedRedis):
                 await limits.aclose()
@@ -107,4 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.request_log_enabled:  # outermost: it sees every answer, 413 and 429 included
+        app.add_middleware(RequestLogMiddleware, trusted=settings.trusted_networks)
     return app

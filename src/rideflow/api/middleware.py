@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rideflow.api.problems import UNLIMITED_PREFIXES, problem, redis_failure
 from rideflow.api.ratelimit import RateLimiter
+from rideflow.api.requestlog import CLIENT_SCOPE_KEY, RATE_SCOPE_KEY
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -119,11 +120,14 @@ class RateLimitMiddleware:
             ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
             or None
         )
+        client = client_address(peer, forwarded, self.trusted)
+        scope[CLIENT_SCOPE_KEY] = client
         try:
-            decision = await limiter.hit(name, client_address(peer, forwarded, self.trusted))
+            decision = await limiter.hit(name, client)
         except RedisError as exc:
             await redis_failure(exc, f"rate limit of {path}")(scope, receive, send)
             return
+        scope[RATE_SCOPE_KEY] = (name, "allow" if decision.allowed else "deny")
         headers = decision.headers()
         if not decision.allowed:
             response = problem(

@@ -20,7 +20,7 @@ from rideflow.orders.states import OrderStatus
 from rideflow.orders.store import point
 from rideflow.redis import keys
 from rideflow.redis.clock import from_ms, from_us
-from rideflow.redis.scripts import EVENT_CAPS, Scripts
+from rideflow.redis.scripts import Scripts
 
 ACTIONS = ("accept", "reject")
 
@@ -125,7 +125,7 @@ class Offers:
         step that also acknowledges the order's entry (`entry_id`, or '' from the retry set)."""
         offer_id = f"{order_id}-{secrets.token_hex(4)}"
         args: list[str | float] = [
-            *EVENT_CAPS,
+            *self.settings.event_caps(),
             order_id,
             entry_id,
             keys.DISPATCH_GROUP,
@@ -278,7 +278,7 @@ class Offers:
                 keys.order_events(city, order_id),
                 keys.city_events(city),
             ],
-            args=[*EVENT_CAPS, offer_id, driver_id, token],
+            args=[*self.settings.event_caps(), offer_id, driver_id, token],
         )
         return parse_answered(reply)
 
@@ -307,7 +307,7 @@ class Offers:
                 keys.city_events(city),
             ],
             args=[
-                *EVENT_CAPS,
+                *self.settings.event_caps(),
                 action,
                 offer_id,
                 driver_id,

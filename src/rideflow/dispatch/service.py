@@ -14,7 +14,7 @@ from rideflow.dispatch.geo import nearby, pairs
 from rideflow.dispatch.matcher import Candidate, needs_profiles, rank
 from rideflow.dispatch.offers import Offered, Offers, Reservation
 from rideflow.redis import keys
-from rideflow.redis.scripts import EVENT_CAPS, Scripts
+from rideflow.redis.scripts import Scripts
 
 NO_DRIVER_REASON = "no available driver within the search radius before the deadline"
 
@@ -101,7 +101,7 @@ class Dispatcher:
                     keys.excluded(city, order_id),
                 ],
                 args=[
-                    *EVENT_CAPS,
+                    *self.settings.event_caps(),
                     order_id,
                     entry_id,
                     keys.DISPATCH_GROUP,
@@ -181,7 +181,7 @@ class Dispatcher:
                 keys.city_events(city),
             ],
             args=[
-                *EVENT_CAPS,
+                *self.settings.event_caps(),
                 order_id,
                 entry_id,
                 keys.DISPATCH_GROUP,

@@ -4,18 +4,18 @@
 -- job was reclaimed and started again elsewhere) is refused and its entry left alone.
 -- KEYS[1..3] queue streams high, default, low, [4] delayed set, [5] dead-letter stream,
 --     [6] processing index, [7] completed index, [8] failed index, [9] pending index,
---     then per job: job hash, its attempts list, its task's stats hash, its task's recent list
+--     [10] finished-jobs stream (what the recorder writes to SQL), then per job: job hash, its attempts list, its task's stats hash, its task's recent list
 -- ARGV[1] group, [2] retention s of a finished job, [3] base backoff ms, [4] most backoff ms,
---     [5] recent completions kept per task,
+--     [5] recent completions kept per task, [6] finished-jobs stream cap (0: uncapped),
 --     then per job: id, token, queue number (1..3), 'ok' or 'error', result JSON or error text,
 --     run time us, jitter factor in [0, 1)
 -- Returns per job its new status ('completed', 'pending', 'failed') or 'stale'.
 local now_ms = now_ms() -- the prelude's clock, read once
 local ttl = tonumber(ARGV[2])
 local out = {}
-for i = 10, #KEYS, 4 do
+for i = 11, #KEYS, 4 do
   local job, attempts, stats, recent = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
-  local base = 6 + (i - 10) / 4 * 7
+  local base = 7 + (i - 11) / 4 * 7
   local id, token = ARGV[base], ARGV[base + 1]
   local outcome, text, run_us = ARGV[base + 3], ARGV[base + 4], tonumber(ARGV[base + 5])
   local j = redis.call('HMGET', job, 'status', 'attempts', 'retries', 'max_retries', 'priority',
@@ -60,6 +60,7 @@ for i = 10, #KEYS, 4 do
       redis.call('HINCRBY', stats, 'failed', 1)
     end
     if status ~= 'pending' then
+      finished_entry(KEYS[10], ARGV[6], job, id, status, now_ms)
       redis.call('EXPIRE', job, ttl)
       redis.call('EXPIRE', attempts, ttl)
     end

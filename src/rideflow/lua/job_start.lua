@@ -4,16 +4,16 @@
 -- result will be refused), unless it has lost its worker too often, then it fails. Entries of
 -- jobs already finished or cancelled are acknowledged and skipped.
 -- KEYS[1..3] queue streams high, default, low, [4] dead-letter stream, [5] pending index,
---     [6] processing index, [7] failed index, then per job: its hash, its attempts list
+--     [6] processing index, [7] failed index, [8] finished-jobs stream, then per job: its hash, its attempts list
 -- ARGV[1] group, [2] worker name, [3] most reclaims before a job fails, [4] retention s of a
---     finished job, then per job: queue number (1..3), entry id, '1' when the entry was reclaimed
+--     finished job, [5] finished-jobs stream cap (0: uncapped), then per job: queue number (1..3), entry id, '1' when the entry was reclaimed
 -- Returns per started job {id, token, task, payload, timeout s, created ms, run at ms, entry,
 -- queue number}. The queue and entry are kept in the job's hash: the queues may hand out the
 -- same entry id, so an entry is known by both.
 local now_ms = now_ms() -- the prelude's clock, read once
 local out = {}
-for i = 8, #KEYS, 2 do
-  local base = 5 + (i - 8) / 2 * 3
+for i = 9, #KEYS, 2 do
+  local base = 6 + (i - 9) / 2 * 3
   local queue, entry, reclaimed = KEYS[tonumber(ARGV[base])], ARGV[base + 1], ARGV[base + 2]
   local j = redis.call('HMGET', KEYS[i], 'id', 'status', 'lost', 'task', 'payload', 'timeout',
     'created', 'run_at', 'attempts')
@@ -34,6 +34,7 @@ for i = 8, #KEYS, 2 do
       local dead = redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'job', j[1],
         'task', j[4], 'error', why, 'at', now_ms)
       redis.call('HSET', KEYS[i], 'dead_entry', dead)
+      finished_entry(KEYS[8], ARGV[5], KEYS[i], j[1], 'failed', now_ms)
       redis.call('ZREM', KEYS[6], j[1])
       redis.call('ZADD', KEYS[7], now_ms, j[1])
       redis.call('XACK', queue, ARGV[1], entry)

@@ -27,7 +27,8 @@ local direct = ARGV[5] == 'direct'
 local status = direct and 'SEARCHING' or 'QUEUED'
 redis.call('HSET', KEYS[1], 'id', order_id, 'status', status, 'attempts', 0, 'offers', 0,
   'deadline', us_text(now + tonumber(ARGV[4]) * 1000), 't_QUEUED', at, unpack(ARGV, 10))
-emit(KEYS[3], KEYS[4], ARGV[1], ARGV[2], order_id, 'status', 'QUEUED', 'at', at)
+-- The QUEUED event carries the order's fields: the recorder creates its row from the stream alone.
+emit(KEYS[3], KEYS[4], ARGV[1], ARGV[2], order_id, 'status', 'QUEUED', 'at', at, unpack(ARGV, 10))
 if direct then
   redis.call('HSET', KEYS[1], 't_SEARCHING', at)
   redis.call('ZADD', KEYS[5], math.floor(now / 1000) + tonumber(ARGV[6]), order_id)

@@ -11,11 +11,28 @@ local function now_ms()
 end
 -- Epoch microseconds as the integer text events and hashes carry (no exponent).
 local function us_text(us) return string.format('%.0f', us) end
--- Append one transition to the order's stream and the city's, each capped (caps come from the
--- caller's ARGV, so Python owns them).
+-- XADD, capped (`MAXLEN ~ cap`) unless `cap` is 0: then kept until a consumer group's runner
+-- trims what every group has acknowledged.
+local function xadd_capped(stream, cap, ...)
+  if tonumber(cap) > 0 then
+    return redis.call('XADD', stream, 'MAXLEN', '~', cap, '*', ...)
+  end
+  return redis.call('XADD', stream, '*', ...)
+end
+-- One compact entry on the finished-jobs stream for a job that completed or failed (one XADD).
+local function finished_entry(stream, cap, job_hash, id, status, finished_ms)
+  local j = redis.call('HMGET', job_hash, 'task', 'priority', 'attempts', 'retries', 'created',
+    'started', 'error', 'result')
+  xadd_capped(stream, cap, 'id', id, 'task', j[1] or '', 'status', status, 'priority', j[2] or '',
+    'attempts', j[3] or '0', 'retries', j[4] or '0', 'created', j[5] or '', 'started', j[6] or '',
+    'finished', finished_ms, 'error', status == 'failed' and (j[7] or '') or '',
+    'result', status == 'completed' and (j[8] or '') or '')
+end
+-- Append one transition to the order's stream and the city's (caps come from the caller's ARGV,
+-- so Python owns them; the city's is 0 while the recorder keeps it).
 local function emit(order_stream, city_stream, order_cap, city_cap, order_id, ...)
   redis.call('XADD', order_stream, 'MAXLEN', '~', order_cap, '*', ...)
-  redis.call('XADD', city_stream, 'MAXLEN', '~', city_cap, '*', 'order', order_id, ...)
+  xadd_capped(city_stream, city_cap, 'order', order_id, ...)
 end
 -- The one rule of the pool: a driver is in it when online, holding no order and seen within the
 -- staleness window (seen at or after `fresh_after` ms), and out of it otherwise.

@@ -24,7 +24,7 @@ from rideflow.orders.schemas import (
 from rideflow.orders.states import STATUSES, STEPS, Kind, illegal_step_text
 from rideflow.redis import keys
 from rideflow.redis.clock import from_us
-from rideflow.redis.scripts import EVENT_CAPS, Scripts, Store, Stored, parse_stored
+from rideflow.redis.scripts import Scripts, Store, Stored, parse_stored
 from rideflow.schemas import Point
 
 
@@ -94,7 +94,7 @@ class Orders:
         if idempotency:
             script_keys.append(key)
         args: list[str | int | float] = [
-            *EVENT_CAPS,
+            *self.settings.event_caps(),
             order_id,
             self.settings.deadline_ms(kind),
             "direct" if direct else "queue",
@@ -287,7 +287,7 @@ class Orders:
             reply = await self.scripts.order_transition(
                 keys=script_keys,
                 args=[
-                    *EVENT_CAPS,
+                    *self.settings.event_caps(),
                     order_id,
                     step.target,
                     ",".join(step.sources),

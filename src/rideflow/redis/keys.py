@@ -3,6 +3,8 @@ share a Redis Cluster slot and multi-key Lua scripts stay atomic there."""
 
 PREFIX = "rf"
 DISPATCH_GROUP = "dispatchers"
+RECORDER_GROUP = "recorder"
+"""The group the recorder reads every event stream with (city events, request log, jobs)."""
 DRIVER_DIRECTORY = f"{PREFIX}:drivers"
 
 
@@ -143,6 +145,11 @@ def jobs_dead() -> str:
     return _jobs("dead")
 
 
+def jobs_finished() -> str:
+    """Stream of jobs that completed or failed, one compact entry each, for the recorder."""
+    return _jobs("finished")
+
+
 def jobs_index(status: str) -> str:
     """Sorted set of job id -> when it entered `status`, in ms."""
     return _jobs("status", status)
@@ -167,3 +174,9 @@ def order_in(fields: dict[str, str]) -> str:
     """The order id a request-stream entry names ('' when none). Entries name it in the field
     `order`; entries queued before that name was chosen say `ride`."""
     return fields.get("order") or fields.get("ride", "")
+
+
+def request_log() -> str:
+    """Stream of API requests, one compact entry each (route template, method, status, latency,
+    client, rate-limit decision), flushed in batches by each API process; its own hash tag."""
+    return f"{PREFIX}:{{reqlog}}:requests"

@@ -15,11 +15,8 @@ from redis.exceptions import NoScriptError
 Arg = str | int | float
 
 ORDER_EVENTS_CAP = 128
-"""Entries kept (about: `MAXLEN ~`) in one order's event stream."""
-CITY_EVENTS_CAP = 100_000
-"""Entries kept (about) in a city's event stream."""
-EVENT_CAPS: tuple[int, int] = (ORDER_EVENTS_CAP, CITY_EVENTS_CAP)
-"""The first two ARGV of every script that records order events, in this order."""
+"""Entries kept (about: `MAXLEN ~`) in one order's event stream. A city's event stream is capped
+by `Settings.event_caps()`: not at all while the recorder keeps it (it trims what it recorded)."""
 
 
 class Store(StrEnum):

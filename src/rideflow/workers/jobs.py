@@ -285,6 +285,7 @@ class JobWorker(Handler):
             self.runner.consumer,
             self.settings.job_max_lost,
             self.settings.job_result_ttl_s,
+            self.settings.jobs_finished_stream_cap,
         ]
         job_keys = []
         for entry in batch:
@@ -298,6 +299,7 @@ class JobWorker(Handler):
                 keys.jobs_index("pending"),
                 keys.jobs_index("processing"),
                 keys.jobs_index("failed"),
+                keys.jobs_finished(),
                 *job_keys,
             ],
             args=args,
@@ -381,6 +383,7 @@ class JobWorker(Handler):
             keys.jobs_index("completed"),
             keys.jobs_index("failed"),
             keys.jobs_index("pending"),
+            keys.jobs_finished(),
         ]
         args: list[str | int | float] = [
             keys.JOBS_GROUP,
@@ -388,6 +391,7 @@ class JobWorker(Handler):
             self.settings.job_retry_base_ms,
             self.settings.job_retry_max_ms,
             RECENT_KEPT,
+            self.settings.jobs_finished_stream_cap,
         ]
         for o in batch:
             j = o.job

@@ -1,6 +1,6 @@
-"""`rideflow up`: a managed redis-server (unless one is configured), the API, two dispatchers and
-a job worker, started together and stopped together; none outlives `rideflow up`, even when it is
-killed with -9."""
+"""`rideflow up`: a managed redis-server (unless one is configured), the API, two dispatchers, a
+job worker and the recorder, started together and stopped together; none outlives `rideflow up`,
+even when it is killed with -9."""
 
 from __future__ import annotations
 
@@ -130,6 +130,21 @@ def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
             proc.wait()
 
 
+def _migrate_record(settings: Settings) -> None:
+    """Migrate the record before the parts start (they would otherwise race to, one after the
+    other); a database that is down is logged: the recorder migrates once it answers."""
+    import asyncio
+
+    from rideflow.record.db import Record
+
+    if not settings.database_auto_migrate:
+        return
+    try:
+        asyncio.run(Record(settings).migrate())
+    except Exception as exc:
+        log.error("the record's database could not be migrated: %s", exc)
+
+
 def up(settings: Settings, concurrency: int, dispatchers: int = DISPATCHERS) -> int:
     """Run everything until Ctrl-C or SIGTERM, or until a part dies; leave nothing running."""
     stop = threading.Event()
@@ -146,7 +161,8 @@ def up(settings: Settings, concurrency: int, dispatchers: int = DISPATCHERS) -> 
         managed.start()
         env["RIDEFLOW_REDIS_URL"] = managed.url
     children: dict[str, subprocess.Popen[bytes]] = {}
-    parts = [("api", ["api"]), ("jobs", ["jobs"])]
+    _migrate_record(settings)
+    parts = [("api", ["api"]), ("jobs", ["jobs"]), ("recorder", ["recorder"])]
     parts += [
         (f"dispatcher-{n}", ["dispatcher", "--concurrency", str(concurrency)])
         for n in range(1, dispatchers + 1)
