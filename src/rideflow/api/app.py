@@ -11,7 +11,18 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from rideflow import __version__
-from rideflow.api import deliveries, drivers, health, jobs, legacy, offers, problems, rides
+from rideflow.api import (
+    deliveries,
+    drivers,
+    food_orders,
+    health,
+    jobs,
+    legacy,
+    offers,
+    problems,
+    restaurants,
+    rides,
+)
 from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
 from rideflow.config import Settings
@@ -25,6 +36,9 @@ from rideflow.record.db import Record
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
+from rideflow.restaurants.cache import MenuCache
+from rideflow.restaurants.orders import FoodOrders
+from rideflow.restaurants.store import Restaurants
 from rideflow.services import build_services
 
 log = logging.getLogger("rideflow.api")
@@ -52,6 +66,9 @@ class AppState(TypedDict):
     drivers: Drivers
     limiter: RateLimiter
     record: Record
+    menus: MenuCache
+    restaurants: Restaurants
+    food_orders: FoodOrders
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 drivers=services.drivers,
                 limiter=RateLimiter(Scripts.register(limits), settings),
                 record=services.record,
+                menus=services.menus,
+                restaurants=services.restaurants,
+                food_orders=services.food_orders,
             )
         finally:
             await services.record.dispose()
@@ -91,7 +111,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     problems.install(app)
-    for module in (rides, deliveries, offers, drivers, jobs, legacy, health):
+    for module in (
+        rides,
+        deliveries,
+        offers,
+        drivers,
+        jobs,
+        restaurants,
+        food_orders,
+        legacy,
+        health,
+    ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)

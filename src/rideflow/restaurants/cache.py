@@ -1,0 +1,135 @@
+"""Cache-aside for menu reads, with versioned keys and single flight.
+
+- **Versioned keys.** Every committed write to a restaurant or its menu bumps the restaurant's
+  version counter in Redis *after* the commit (`invalidate`). A cached menu lives under a key
+  naming the version it was read at (`rf:{city}:menu:<id>:v<n>`). A reader that read version n
+  before a write, then loaded the old rows, can only fill `v<n>`, which no reader looks at once
+  the counter is n+1: stale data never lands under the current key. A reader that read the
+  version after the write's bump loads rows committed before the bump, so a write followed by
+  a read never returns the old menu.
+- **TTL plus jitter**, so entries filled together do not expire together.
+- **Single flight.** In one process, concurrent misses of one version share one load (a future
+  per key). Across processes, the loader holds a short `SET NX PX` lock; the others poll the
+  cache key (bounded by `menu_fill_wait_s`, then they read SQL themselves), and a lock whose
+  holder died lapses after `menu_fill_lock_ms`, when the next poller takes it over.
+- **ETag**: the strong validator is a hash of the exact bytes served, stored with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from rideflow.config import Settings
+from rideflow.redis import keys
+from rideflow.redis.scripts import Scripts
+
+POLL_S = 0.005
+"""How often a process waiting for another's fill looks at the cache key."""
+
+Loader = Callable[[str, str], Awaitable[bytes]]
+"""(city, restaurant id) -> the menu's JSON bytes, from SQL (raises NotFound)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedMenu:
+    etag: str  # quoted, strong
+    body: bytes
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _pack(menu: CachedMenu) -> str:
+    return menu.etag + "\n" + menu.body.decode()
+
+
+def _unpack(raw: str | bytes) -> CachedMenu:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    etag, _, body = text.partition("\n")
+    return CachedMenu(etag, body.encode())
+
+
+class MenuCache:
+    """One per process, on the process' shared (decoding) client: menus are cached as text."""
+
+    def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, load: Loader) -> None:
+        self.redis, self.scripts, self.settings, self.load = redis, scripts, settings, load
+        self._flights: dict[str, asyncio.Future[CachedMenu]] = {}
+
+    async def version(self, city: str, restaurant_id: str) -> int:
+        raw = await self.redis.get(keys.menu_version(city, restaurant_id))
+        return int(raw) if raw else 0
+
+    async def invalidate(self, city: str, restaurant_id: str) -> int:
+        """Call after a write committed: readers move to a new version. Returns it."""
+        return int(await self.redis.incr(keys.menu_version(city, restaurant_id)))
+
+    async def menu(self, city: str, restaurant_id: str) -> CachedMenu:
+        """The menu: cached, or loaded once (per version, across processes) and cached."""
+        if not self.settings.menu_cache_enabled:
+            body = await self.load(city, restaurant_id)
+            return CachedMenu(etag_of(body), body)
+        version = await self.version(city, restaurant_id)
+        key = keys.menu_cache(city, restaurant_id, version)
+        raw = await self.redis.get(key)
+        if raw is not None:
+            return _unpack(raw)
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        try:
+            menu = await self._fill(city, restaurant_id, version, key)
+        except BaseException as exc:
+            if not flight.done():
+                flight.set_exception(exc)
+                flight.exception()  # retrieved: waiters that are gone do not log it
+            raise
+        else:
+            flight.set_result(menu)
+            return menu
+        finally:
+            del self._flights[key]
+
+    async def _fill(self, city: str, restaurant_id: str, version: int, key: str) -> CachedMenu:
+        lock = keys.menu_fill_lock(city, restaurant_id, version)
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + self.settings.menu_fill_wait_s
+        while True:
+            if await self.redis.set(lock, token, nx=True, px=self.settings.menu_fill_lock_ms):
+                try:
+                    # Another process may have filled it between our miss and our lock.
+                    raw = await self.redis.get(key)
+                    if raw is not None:
+                        return _unpack(raw)
+                    body = await self.load(city, restaurant_id)
+                    menu = CachedMenu(etag_of(body), body)
+                    ttl = self.settings.menu_cache_ttl_s + random.randint(
+                        0, self.settings.menu_cache_jitter_s
+                    )
+                    await self.redis.set(key, _pack(menu), ex=ttl)
+                    return menu
+                finally:
+                    await self.scripts.menu_unlock(keys=[lock], args=[token])
+            # Someone else is loading it: wait for their fill, bounded.
+            while time.monotonic() < deadline:
+                await asyncio.sleep(POLL_S)
+                raw = await self.redis.get(key)
+                if raw is not None:
+                    return _unpack(raw)
+                if not await self.redis.exists(lock):
+                    break  # its holder finished without filling, or died: try to take it
+            else:
+                # Waited long enough: read SQL ourselves (not cached: the holder may yet fill).
+                body = await self.load(city, restaurant_id)
+                return CachedMenu(etag_of(body), body)
