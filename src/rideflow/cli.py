@@ -96,6 +96,32 @@ def jobs(
 
 
 @cli.command()
+def stock(
+    city: Annotated[
+        list[str] | None, typer.Option(help="City to serve (repeat); all when absent")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when there is nothing left to do")] = False,
+) -> None:
+    """Give food orders' reserved stock back when they are cancelled or find no driver, until
+    SIGTERM or Ctrl-C."""
+    from rideflow.workers.stock import run_stock
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    known = [c.code for c in settings.cities]
+    unknown = set(city or []) - set(known)
+    if unknown:
+        raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        freeze_startup_objects()
+        await run_stock(settings, city or known, stop=stop, burst=burst)
+
+    uvloop.run(main())
+
+
+@cli.command()
 def up(
     concurrency: Annotated[int | None, typer.Option(help="Dispatcher concurrency")] = None,
 ) -> None:
