@@ -35,10 +35,10 @@ for i = 1, n do
     left = ARGV[a + 4]
     redis.call('SET', stock_key, left)
   end
-  left = tonumber(left)
-  if left < qty then return {'SOLD_OUT', item, left} end
   local had = tonumber(redis.call('HGET', buyers_key, customer) or '0')
   if limit > 0 and had + qty > limit then return {'LIMIT', item, had} end
+  left = tonumber(left)
+  if left < qty then return {'SOLD_OUT', item, left} end
   counts[i] = qty
 end
 local fields_at = 10 + n * 4
