@@ -7,7 +7,8 @@ root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md a
 
 This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
-`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, and what they share in
+`contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 in `menu_bench.py`, and
+what they share in
 `harness.py`.
 """
 
@@ -36,7 +37,7 @@ import orjson
 import uvloop
 from redis.asyncio import Redis
 
-from bench import contest_figure, dispatch_bench, jobs_bench, jobs_peer, offers_bench
+from bench import contest_figure, dispatch_bench, jobs_bench, jobs_peer, menu_bench, offers_bench
 from bench.harness import (
     CORES,
     HOST,
@@ -175,6 +176,14 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "RideFlow p99 <= taskiq p99",
         ),
         Target("peer_rounds", "10. the same, per round (information)", "-"),
+    ),
+    "menu": (
+        Target(
+            "menu_ratio",
+            "11. `GET …/menu` req/s, one API process: Redis cache vs SQL (SQLite)",
+            ">= 5x",
+        ),
+        Target("menu_latency", "11. the same, median latency (information)", "-"),
     ),
 }
 
@@ -491,6 +500,9 @@ async def run_figures(
         figures["jobs_peer"] = await measure(
             "jobs_peer", jobs_peer.figure_jobs_peer(procs, url), procs
         )
+    if "menu" in only:
+        await flush(url)
+        figures["menu"] = await measure("menu", menu_bench.figure_menu(procs, url, tmp), procs)
     return {name: figures[name] for name in TARGETS if name in figures}
 
 
@@ -639,6 +651,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         contest_figure.contest_note(),
         jobs_bench.jobs_note(),
         jobs_peer.jobs_peer_note(),
+        menu_bench.menu_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

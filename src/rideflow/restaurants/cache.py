@@ -7,6 +7,9 @@
   the counter is n+1: stale data never lands under the current key. A reader that read the
   version after the write's bump loads rows committed before the bump, so a write followed by
   a read never returns the old menu.
+- **One round trip per hit**: a process remembers the version it last read per restaurant and
+  reads the counter and that version's entry with one `MGET`; only after a write (the counter
+  moved on) does it take a second read.
 - **TTL plus jitter**, so entries filled together do not expire together.
 - **Single flight.** In one process, concurrent misses of one version share one load (a future
   per key). Across processes, the loader holds a short `SET NX PX` lock; the others poll the
@@ -33,6 +36,9 @@ from rideflow.redis.scripts import Scripts
 
 POLL_S = 0.005
 """How often a process waiting for another's fill looks at the cache key."""
+
+SEEN_KEPT = 100_000
+"""Restaurants whose last version a process remembers (then it starts over)."""
 
 Loader = Callable[[str, str], Awaitable[bytes]]
 """(city, restaurant id) -> the menu's JSON bytes, from SQL (raises NotFound)."""
@@ -64,6 +70,8 @@ class MenuCache:
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, load: Loader) -> None:
         self.redis, self.scripts, self.settings, self.load = redis, scripts, settings, load
         self._flights: dict[str, asyncio.Future[CachedMenu]] = {}
+        # The version last read per restaurant: a hit then costs one round trip.
+        self._seen: dict[tuple[str, str], int] = {}
 
     async def version(self, city: str, restaurant_id: str) -> int:
         raw = await self.redis.get(keys.menu_version(city, restaurant_id))
@@ -78,11 +86,23 @@ class MenuCache:
         if not self.settings.menu_cache_enabled:
             body = await self.load(city, restaurant_id)
             return CachedMenu(etag_of(body), body)
-        version = await self.version(city, restaurant_id)
-        key = keys.menu_cache(city, restaurant_id, version)
-        raw = await self.redis.get(key)
-        if raw is not None:
+        # One round trip when the version is the one this process saw last: the counter and
+        # that version's entry, read together (one slot: MGET is atomic, also on a cluster).
+        seen = self._seen.get((city, restaurant_id), 0)
+        counter, raw = await self.redis.mget(
+            keys.menu_version(city, restaurant_id), keys.menu_cache(city, restaurant_id, seen)
+        )
+        version = int(counter) if counter else 0
+        if version == seen and raw is not None:
             return _unpack(raw)
+        if len(self._seen) >= SEEN_KEPT:
+            self._seen.clear()
+        self._seen[(city, restaurant_id)] = version
+        key = keys.menu_cache(city, restaurant_id, version)
+        if version != seen:
+            raw = await self.redis.get(key)
+            if raw is not None:
+                return _unpack(raw)
         flight = self._flights.get(key)
         if flight is not None:
             return await asyncio.shield(flight)
