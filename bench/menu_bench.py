@@ -7,11 +7,14 @@ from, through the same route and the same serialisation). A restaurant with 20 i
 through the API. Each round drives one process, then the other, closed loop over 32 keep-alive
 connections for 5 s (after 1 s of warm-up), 3 rounds; the medians are compared. Only one process
 is loaded at a time, so each has the machine's cores to itself (with the load generator).
+For information, the bench process then times the two read paths without HTTP: 2,000
+`MenuCache.menu` hits and 300 SQL loads (`load_menu`), one at a time.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 
 import httpx
@@ -72,6 +75,45 @@ async def saturate(server: Server, path: str) -> LoadResult:
     return result
 
 
+CALLS = 2_000
+SQL_CALLS = 300
+
+
+async def per_call(redis_url: str, data: Path, rid: str) -> tuple[float, float]:
+    """Microseconds per `MenuCache.menu` hit and per SQL load (`load_menu`), in this process,
+    one at a time: the read paths without HTTP."""
+    from rideflow.config import Settings
+    from rideflow.record.db import Record
+    from rideflow.redis.connections import create_redis
+    from rideflow.redis.scripts import Scripts
+    from rideflow.restaurants.cache import MenuCache
+    from rideflow.restaurants.store import load_menu
+
+    settings = Settings(redis_url=redis_url, data_dir=str(data))
+    redis = create_redis(settings, "bench")
+    record = Record(settings)
+
+    async def load(_city: str, restaurant_id: str) -> bytes:
+        return await load_menu(record, restaurant_id)
+
+    cache = MenuCache(redis, Scripts.register(redis), settings, load)
+    try:
+        await cache.menu("blr", rid)
+        started = time.perf_counter()
+        for _ in range(CALLS):
+            await cache.menu("blr", rid)
+        hit = (time.perf_counter() - started) / CALLS * 1e6
+        await load("blr", rid)
+        started = time.perf_counter()
+        for _ in range(SQL_CALLS):
+            await load("blr", rid)
+        sql = (time.perf_counter() - started) / SQL_CALLS * 1e6
+    finally:
+        await record.dispose()
+        await redis.aclose()
+    return hit, sql
+
+
 async def figure_menu(procs: Processes, redis_url: str, tmp: Path) -> Figure:
     data = tmp / "menu-bench"
     common = {"data_dir": str(data)}
@@ -89,6 +131,7 @@ async def figure_menu(procs: Processes, redis_url: str, tmp: Path) -> Figure:
         for _ in range(ROUNDS):
             ours.append(await saturate(cached, path))
             sql.append(await saturate(uncached, path))
+        hit_us, sql_us = await per_call(redis_url, data, rid)
     finally:
         procs.stop(cached)
         procs.stop(uncached)
@@ -118,6 +161,12 @@ async def figure_menu(procs: Processes, redis_url: str, tmp: Path) -> Figure:
         f"p50 {p50:.2f} ms cached, {sql_p50:.2f} ms from SQL (32 connections)",
         None,
     )
+    figure.cells["menu_call"] = (
+        f"{hit_us:,.0f} us per cache hit vs {sql_us:,.0f} us per SQL read "
+        f"({sql_us / hit_us:.1f}x), in-process, one at a time",
+        None,
+    )
+    figure.raw.update(hit_us=round(hit_us, 1), sql_us=round(sql_us, 1))
     return figure
 
 

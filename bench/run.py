@@ -184,6 +184,7 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             ">= 5x",
         ),
         Target("menu_latency", "11. the same, median latency (information)", "-"),
+        Target("menu_call", "11. the read paths without HTTP (information)", "-"),
     ),
 }
 
