@@ -222,6 +222,7 @@ async def test_stock_returns_once_on_cancel(
 
     await eventually(released, 10, "the stock released")
     assert await left(redis, sale["id"]) == 1
+    assert await redis.zcard(keys.restaurant_orders("blr", rid)) == 0  # no longer open
     assert releaser.counts["released"] == 1 and releaser.counts["units"] == 1
     # Again (a replayed event, a second releaser): nothing more comes back.
     stock = state["restaurants"].stock

@@ -1,17 +1,21 @@
 """The stock releaser: a handler on the shared stream runner, with its own consumer group
 (`stock`) on every city's event stream, that gives a food order's reserved stock back when the
 order is cancelled or ends NO_DRIVER_FOUND. The release is one Lua step that returns stock at
-most once per order, so an event handled twice (a reclaim, a replay) changes nothing."""
+most once per order, so an event handled twice (a reclaim, a replay) changes nothing. Any final
+event of a food order also takes it out of its restaurant's index of possibly open orders (which
+`DELETE /v1/restaurants/{id}` reads, pruning it as well)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter
+from typing import cast
 
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
+from rideflow.orders.states import FINAL
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 from rideflow.redis.scripts import Scripts
@@ -47,9 +51,12 @@ class StockReleaser(Handler):
     async def handle(self, batch: list[Entry]) -> None:
         done: dict[str, list[str]] = {}
         for entry in batch:
-            if entry.fields.get("status") in RELEASING and entry.fields.get("order"):
+            status, order_id = entry.fields.get("status"), entry.fields.get("order")
+            if status in FINAL and order_id:
+                await self._settled(self.city_of[entry.stream], order_id)
+            if status in RELEASING and order_id:
                 city = self.city_of[entry.stream]
-                released = await self.stock.release(city, entry.fields["order"])
+                released = await self.stock.release(city, order_id)
                 if released.outcome is Released.RELEASED:
                     self.counts["released"] += 1
                     self.counts["units"] += released.units
@@ -63,6 +70,13 @@ class StockReleaser(Handler):
             done.setdefault(entry.stream, []).append(entry.id)
         for stream, ids in done.items():
             await self.redis.xack(stream, self.group, *ids)
+
+    async def _settled(self, city: str, order_id: str) -> None:
+        """A food order ended: out of its restaurant's index of orders that may be open."""
+        reply = await self.redis.hmget(keys.order(city, order_id), ["food", "restaurant"])
+        food, restaurant = cast(list[str | None], reply)
+        if food == "1" and restaurant:
+            await self.redis.zrem(keys.restaurant_orders(city, restaurant), order_id)
 
 
 async def run_stock(
