@@ -115,6 +115,13 @@ async def test_an_order_is_priced_from_the_menu_and_recorded_by_a_job(
     async with record.session() as s:
         assert await s.scalar(select(func.count()).select_from(FoodOrderLine)) == 2
         assert await s.scalar(select(func.count()).select_from(FoodOrder)) == 1
+    # Once Redis' copy is gone, the order is read from the record.
+    await redis.delete(keys.order("blr", order_id))
+    recorded_view = (await c.get(f"/v1/food-orders/{order_id}")).json()
+    by_item = sorted(body["lines"], key=lambda x: x["item_id"])
+    assert recorded_view["lines"] == by_item  # the record keeps them by item id
+    assert recorded_view["total_minor"] == body["total_minor"]
+    assert recorded_view["status"] == "QUEUED" and recorded_view["customer_id"] == "c1"
 
 
 def _log() -> Any:

@@ -265,3 +265,22 @@ async def test_a_thousand_cold_reads_make_one_sql_query(app: Any) -> None:
     bad = [(r.status_code, r.text) for r in answers if r.status_code != 200]
     assert not bad, bad[:3]
     assert len(bodies) == 1 and {m.body for m in results[1000:]} == bodies  # type: ignore[union-attr]
+
+
+async def test_sql_down_is_503(flushed: RedisServer) -> None:
+    from tests.servers import free_port
+
+    down = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    settings = settings_for(flushed.url, database_url=down)
+    async with app_with_state(settings) as (c, _):
+        near = {"lat": BLR[0], "lng": BLR[1]}
+        answers = [
+            await c.post("/v1/restaurants", json={"name": "X", "location": near}),
+            await c.get("/v1/restaurants/blr-x"),
+            await c.get("/v1/restaurants"),
+            await c.get("/v1/restaurants/blr-x/menu"),  # a miss: read from SQL
+        ]
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "database is unreachable" in r.json()["detail"] and r.headers["retry-after"]

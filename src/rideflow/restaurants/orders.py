@@ -228,7 +228,9 @@ class FoodOrders:
             if row is None:
                 raise NotFound(f"no food order with id {order_id!r}")
             found = await s.scalars(
-                select(FoodOrderLine).where(FoodOrderLine.food_order_id == order_id)
+                select(FoodOrderLine)
+                .where(FoodOrderLine.food_order_id == order_id)
+                .order_by(FoodOrderLine.item_id)
             )
             lines = list(found.all())
         return FoodOrderView(
