@@ -16,7 +16,7 @@ from rideflow.restaurants.cache import MenuCache
 from rideflow.restaurants.store import load_menu
 from tests.conftest import BLR, offset, settings_for
 from tests.food import app_with_state, menu_queries, new_item, new_restaurant
-from tests.servers import RedisServer
+from tests.servers import RedisServer, eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -284,3 +284,31 @@ async def test_sql_down_is_503(flushed: RedisServer) -> None:
         assert r.status_code == 503, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert "database is unreachable" in r.json()["detail"] and r.headers["retry-after"]
+
+
+async def test_a_reader_that_goes_away_does_not_cancel_the_fill_others_wait_for(
+    app: Any,
+) -> None:
+    c, state = app
+    rid = await new_restaurant(c)
+    await new_item(c, rid)
+    record, loads, go_on = state["record"], [], asyncio.Event()
+
+    async def slow_load(city: str, restaurant_id: str) -> bytes:
+        loads.append(restaurant_id)
+        await go_on.wait()
+        return await load_menu(record, restaurant_id)
+
+    cache = MenuCache(state["menus"].redis, state["menus"].scripts, state["settings"], slow_load)
+    first = asyncio.create_task(cache.menu("blr", rid))
+    second = asyncio.create_task(cache.menu("blr", rid))
+
+    async def loading() -> bool:
+        return bool(loads)
+
+    await eventually(loading, 10, "the fill to start")
+    first.cancel()  # its client went away
+    go_on.set()
+    menu = await second
+    assert orjson.loads(menu.body)["restaurant_id"] == rid
+    assert loads == [rid] and first.cancelled()

@@ -69,7 +69,7 @@ class MenuCache:
 
     def __init__(self, redis: Redis, scripts: Scripts, settings: Settings, load: Loader) -> None:
         self.redis, self.scripts, self.settings, self.load = redis, scripts, settings, load
-        self._flights: dict[str, asyncio.Future[CachedMenu]] = {}
+        self._flights: dict[str, asyncio.Task[CachedMenu]] = {}
         # The version last read per restaurant: a hit then costs one round trip.
         self._seen: dict[tuple[str, str], int] = {}
 
@@ -103,23 +103,20 @@ class MenuCache:
             raw = await self.redis.get(key)
             if raw is not None:
                 return _unpack(raw)
+        # One fill per version in this process, as a task of its own: a request that goes
+        # away (its client disconnected) does not cancel the fill others wait for.
         flight = self._flights.get(key)
-        if flight is not None:
-            return await asyncio.shield(flight)
-        flight = asyncio.get_running_loop().create_future()
-        self._flights[key] = flight
-        try:
-            menu = await self._fill(city, restaurant_id, version, key)
-        except BaseException as exc:
-            if not flight.done():
-                flight.set_exception(exc)
-                flight.exception()  # retrieved: waiters that are gone do not log it
-            raise
-        else:
-            flight.set_result(menu)
-            return menu
-        finally:
+        if flight is None:
+            flight = asyncio.create_task(self._fill(city, restaurant_id, version, key))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: str, flight: asyncio.Task[CachedMenu]) -> None:
+        if self._flights.get(key) is flight:
             del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: a failure nobody awaited any more is not logged
 
     async def _fill(self, city: str, restaurant_id: str, version: int, key: str) -> CachedMenu:
         lock = keys.menu_fill_lock(city, restaurant_id, version)
