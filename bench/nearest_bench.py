@@ -1,4 +1,4 @@
-"""Figure 14 (issue 9): the nearest 10 of 50,000 drivers, PostGIS KNN against Redis GEO, side by
+"""Figure 15 (issue 9): the nearest 10 of 50,000 drivers, PostGIS KNN against Redis GEO, side by
 side, for information (no target): why live matching stays on Redis GEO.
 
 The same 50,000 positions (30 x 30 km around Bengaluru, `make_fleet`) go into a GEO set on the
@@ -269,7 +269,7 @@ async def figure_nearest(redis_url: str) -> Figure:
 
 def nearest_note() -> str:
     return (
-        f"14. **Nearest {K} of 50,000 drivers.** (information) The fleet of figure 2 (50,000"
+        f"15. **Nearest {K} of 50,000 drivers.** (information) The fleet of figure 2 (50,000"
         " positions over 30 x 30 km around Bengaluru) seeded into a Redis GEO set on the"
         " throwaway Redis and into the `drivers` table of a throwaway PostgreSQL 15 + PostGIS"
         " database (RideFlow's migrations: `geometry(Point, 4326)` with a GiST index; `ANALYZE`"

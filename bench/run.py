@@ -8,7 +8,8 @@ root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md a
 This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
-the request log) in `recorder_bench.py`, 14 in `nearest_bench.py`, and what they share in
+the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, and
+what they share in
 `harness.py`.
 """
 
@@ -42,6 +43,7 @@ from bench import (
     dispatch_bench,
     jobs_bench,
     jobs_peer,
+    menu_bench,
     nearest_bench,
     offers_bench,
     recorder_bench,
@@ -204,20 +206,29 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             ">= 85 %",
         ),
     ),
+    "menu": (
+        Target(
+            "menu_ratio",
+            "14. `GET …/menu` req/s, one API process: Redis cache vs SQL (SQLite)",
+            ">= 5x",
+        ),
+        Target("menu_latency", "14. the same, median latency (information)", "-"),
+        Target("menu_call", "14. the read paths without HTTP (information)", "-"),
+    ),
     "nearest": (
         Target(
             "nearest_redis",
-            "14. nearest 10 of 50,000 drivers: Redis `GEOSEARCH` 1 km `ASC COUNT 10`",
+            "15. nearest 10 of 50,000 drivers: Redis `GEOSEARCH` 1 km `ASC COUNT 10`",
             "- (information)",
         ),
         Target(
             "nearest_postgis",
-            "14. the same: PostGIS KNN `ORDER BY geom <-> point LIMIT 10` (GiST), asyncpg",
+            "15. the same: PostGIS KNN `ORDER BY geom <-> point LIMIT 10` (GiST), asyncpg",
             "- (information)",
         ),
         Target(
             "nearest_record",
-            "14. the same: the record's `nearest()` (KNN + exact re-rank, SQLAlchemy)",
+            "15. the same: the record's `nearest()` (KNN + exact re-rank, SQLAlchemy)",
             "- (information)",
         ),
     ),
@@ -544,6 +555,9 @@ async def run_figures(
         if name in only:
             await flush(url)
             figures[name] = await measure(name, record_run(procs, url, tmp), procs)
+    if "menu" in only:
+        await flush(url)
+        figures["menu"] = await measure("menu", menu_bench.figure_menu(procs, url, tmp), procs)
     if "nearest" in only:
         await flush(url)
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)
@@ -695,6 +709,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         contest_figure.contest_note(),
         jobs_bench.jobs_note(),
         jobs_peer.jobs_peer_note(),
+        menu_bench.menu_note(),
         nearest_bench.nearest_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"

@@ -101,10 +101,17 @@ def recorder(
         list[str] | None, typer.Option(help="City to record (repeat); all when absent")
     ] = None,
     burst: Annotated[bool, typer.Option(help="Exit when everything is recorded")] = False,
+    with_stock: Annotated[
+        bool,
+        typer.Option(
+            "--stock/--no-stock", help="Also give food orders' stock back (`rideflow stock`)"
+        ),
+    ] = True,
 ) -> None:
     """Record event streams, the request log, finished jobs and driver samples into SQL until
     SIGTERM or Ctrl-C (migrating the record first unless RIDEFLOW_DATABASE_AUTO_MIGRATE=false)."""
     from rideflow.workers.recorder import Recorder
+    from rideflow.workers.stock import run_stock
 
     settings = Settings()
     logs.configure(settings.log_level)
@@ -113,7 +120,37 @@ def recorder(
         stop = stop_on_signals()
         worker = Recorder(settings, city, burst=burst)
         freeze_startup_objects()
-        await worker.run(stop)
+        if not with_stock or burst:
+            await worker.run(stop)
+            return
+        cities = city or [c.code for c in settings.cities]
+        await asyncio.gather(worker.run(stop), run_stock(settings, cities, stop=stop))
+
+    uvloop.run(main())
+
+
+@cli.command()
+def stock(
+    city: Annotated[
+        list[str] | None, typer.Option(help="City to serve (repeat); all when absent")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when there is nothing left to do")] = False,
+) -> None:
+    """Give food orders' reserved stock back when they are cancelled or find no driver, until
+    SIGTERM or Ctrl-C."""
+    from rideflow.workers.stock import run_stock
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    known = [c.code for c in settings.cities]
+    unknown = set(city or []) - set(known)
+    if unknown:
+        raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
+
+    async def main() -> None:
+        stop = stop_on_signals()
+        freeze_startup_objects()
+        await run_stock(settings, city or known, stop=stop, burst=burst)
 
     uvloop.run(main())
 

@@ -156,6 +156,23 @@ class Settings(BaseSettings):
     )
     flaky_fail_rate: float = Field(default=0.3, ge=0, le=1)
 
+    menu_cache_enabled: bool = Field(
+        default=True, description="Serve menus from the Redis cache (off: every read is SQL)"
+    )
+    menu_cache_ttl_s: int = Field(default=300, gt=0, description="A cached menu lives this long")
+    menu_cache_jitter_s: int = Field(
+        default=60, ge=0, description="Plus up to this much at random, so entries expire apart"
+    )
+    menu_fill_lock_ms: int = Field(
+        default=2_000, gt=0, description="How long one process may hold a cold menu's fill lock"
+    )
+    menu_fill_wait_s: float = Field(
+        default=3.0, gt=0, description="Most a reader waits for another's fill before reading SQL"
+    )
+    food_reservation_ttl_s: int = Field(
+        default=7 * 86_400, gt=0, description="How long a food order's stock reservation is kept"
+    )
+
     rate_limit_enabled: bool = True
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
     rate_routes: list[RateRoute] = Field(default_factory=lambda: list(DEFAULT_ROUTES))

@@ -19,6 +19,11 @@ from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
 from rideflow.record.db import Record
 from rideflow.redis.scripts import Scripts
+from rideflow.restaurants import tasks as _food_tasks  # noqa: F401  (registers record_food_order)
+from rideflow.restaurants.cache import MenuCache
+from rideflow.restaurants.orders import FoodOrders
+from rideflow.restaurants.stock import StockRoom
+from rideflow.restaurants.store import Restaurants, load_menu
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,10 @@ class Services:
     jobs: Jobs
     registry: Registry
     record: Record
+    menus: MenuCache
+    stock: StockRoom
+    restaurants: Restaurants
+    food_orders: FoodOrders
 
 
 def build_services(
@@ -54,6 +63,15 @@ def build_services(
     offers = Offers(redis, scripts, settings, cities)
     dispatcher = Dispatcher(redis, scripts, settings, offers)
     registry.load(settings.job_modules)
+    record = Record(settings)
+    jobs = Jobs(redis, scripts, settings, registry)
+
+    async def load(city: str, restaurant_id: str) -> bytes:
+        return await load_menu(record, restaurant_id)
+
+    menus = MenuCache(redis, scripts, settings, load)
+    stock = StockRoom(redis, scripts)
+    restaurants = Restaurants(record, redis, cities, menus, stock)
     return Services(
         settings=settings,
         redis=redis,
@@ -64,7 +82,11 @@ def build_services(
         offers=offers,
         dispatcher=dispatcher,
         assigner=Assigner(redis, orders, dispatcher),
-        jobs=Jobs(redis, scripts, settings, registry),
+        jobs=jobs,
         registry=registry,
-        record=Record(settings),
+        record=record,
+        menus=menus,
+        stock=stock,
+        restaurants=restaurants,
+        food_orders=FoodOrders(redis, scripts, settings, restaurants, menus, orders, jobs, record),
     )

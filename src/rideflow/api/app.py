@@ -15,12 +15,14 @@ from rideflow.api import (
     admin,
     deliveries,
     drivers,
+    food_orders,
     health,
     history,
     jobs,
     legacy,
     offers,
     problems,
+    restaurants,
     rides,
 )
 from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
@@ -37,6 +39,9 @@ from rideflow.record.db import Record
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
+from rideflow.restaurants.cache import MenuCache
+from rideflow.restaurants.orders import FoodOrders
+from rideflow.restaurants.store import Restaurants
 from rideflow.services import build_services
 
 log = logging.getLogger("rideflow.api")
@@ -65,6 +70,9 @@ class AppState(TypedDict):
     limiter: RateLimiter
     record: Record
     request_log: RequestLog | None
+    menus: MenuCache
+    restaurants: Restaurants
+    food_orders: FoodOrders
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -99,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 limiter=RateLimiter(Scripts.register(limits), settings),
                 record=services.record,
                 request_log=request_log,
+                menus=services.menus,
+                restaurants=services.restaurants,
+                food_orders=services.food_orders,
             )
         finally:
             if request_log is not None:
@@ -110,7 +121,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     problems.install(app)
-    for module in (rides, deliveries, history, offers, drivers, jobs, legacy, admin, health):
+    for module in (
+        rides,
+        deliveries,
+        history,
+        offers,
+        drivers,
+        jobs,
+        restaurants,
+        food_orders,
+        legacy,
+        admin,
+        health,
+    ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)

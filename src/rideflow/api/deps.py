@@ -17,6 +17,9 @@ from rideflow.errors import Unprocessable
 from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
 from rideflow.record.db import Record
+from rideflow.restaurants.cache import MenuCache
+from rideflow.restaurants.orders import FoodOrders
+from rideflow.restaurants.store import Restaurants
 
 
 async def _orders(request: Request) -> Orders:
@@ -53,6 +56,24 @@ async def _record(request: Request) -> Record:
     return record
 
 
+async def _menus(request: Request) -> MenuCache:
+    menus: MenuCache = request.state.menus
+    return menus
+
+
+async def _restaurants(request: Request) -> Restaurants:
+    restaurants: Restaurants = request.state.restaurants
+    return restaurants
+
+
+async def _food_orders(request: Request) -> FoodOrders:
+    food_orders: FoodOrders = request.state.food_orders
+    return food_orders
+
+
+MenusDep = Annotated[MenuCache, Depends(_menus)]
+RestaurantsDep = Annotated[Restaurants, Depends(_restaurants)]
+FoodOrdersDep = Annotated[FoodOrders, Depends(_food_orders)]
 OrdersDep = Annotated[Orders, Depends(_orders)]
 RecordDep = Annotated[Record, Depends(_record)]
 OffersDep = Annotated[Offers, Depends(_offers)]

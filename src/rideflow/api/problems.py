@@ -169,6 +169,13 @@ def redis_failure(exc: RedisError, where: str) -> Response:
     )
 
 
+def _connection_error(request: Request, exc: Exception) -> Response:
+    """A raw `OSError` reaching the app: a connection the record's driver failed to open
+    (asyncpg raises a refused or timed-out connect unwrapped, not as a SQLAlchemy error; Redis
+    errors always come wrapped as `RedisError`). 503, like any other database outage."""
+    return _database_error(request, exc)
+
+
 def _database_error(request: Request, exc: Exception) -> Response:
     """503 while the record's database cannot serve (a retry may succeed); other SQL errors are
     this server's fault: 500."""
@@ -197,6 +204,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _validation)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(OSError, _connection_error)
     app.add_exception_handler(Exception, _unexpected)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 

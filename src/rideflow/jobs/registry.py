@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from rideflow.config import Settings
 from rideflow.errors import Unprocessable
+from rideflow.record.db import Record
 from rideflow.redis.scripts import Scripts
 
 Handler = Callable[[Any, "JobContext"], Awaitable[Any]]
@@ -20,7 +21,8 @@ Handler = Callable[[Any, "JobContext"], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    """What a running task may use: its job, the attempt (the job's fencing token), Redis."""
+    """What a running task may use: its job, the attempt (the job's fencing token), Redis, the
+    record."""
 
     job_id: str
     attempt: int
@@ -28,6 +30,8 @@ class JobContext:
     scripts: Scripts
     settings: Settings
     log: logging.Logger
+    record: Record | None = None
+    """The worker's handle on the record (SQL), for tasks that write it."""
 
 
 @dataclass(frozen=True, slots=True)

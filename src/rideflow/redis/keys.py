@@ -94,6 +94,48 @@ def idempotency(city: str, scope: str, key: str) -> str:
     return _city(city, "idem", scope, key)
 
 
+STOCK_GROUP = "stock"
+"""The consumer group of the stock releaser on each city's event stream."""
+
+
+def menu_version(city: str, restaurant_id: str) -> str:
+    """Counter bumped after every committed write to a restaurant or its menu: the version
+    cached menus are keyed by."""
+    return _city(city, "menu", restaurant_id, "ver")
+
+
+def menu_cache(city: str, restaurant_id: str, version: int) -> str:
+    """String `etag\nbody`: a restaurant's menu as of `version` (TTL with jitter)."""
+    return _city(city, "menu", restaurant_id, f"v{version}")
+
+
+def menu_fill_lock(city: str, restaurant_id: str, version: int) -> str:
+    """`SET NX PX` lock of the one process filling a cold menu version."""
+    return _city(city, "menu", restaurant_id, f"v{version}", "lock")
+
+
+def stock(city: str, item_id: str) -> str:
+    """Integer: a limited menu item's live remaining count (SQL holds the configured stock)."""
+    return _city(city, "stock", item_id)
+
+
+def stock_buyers(city: str, item_id: str) -> str:
+    """Hash of customer id -> units of a limited item reserved (per-customer limit)."""
+    return _city(city, "stock", item_id, "buyers")
+
+
+def restaurant_orders(city: str, restaurant_id: str) -> str:
+    """Sorted set of a restaurant's food order ids -> accepted at (ms): which may still be open
+    (pruned of finished ones when read)."""
+    return _city(city, "restaurant", restaurant_id, "orders")
+
+
+def reservation(city: str, order_id: str) -> str:
+    """Hash of a food order's reserved stock: `item:<id>` -> qty, customer, state (held |
+    released): stock returns at most once."""
+    return _city(city, "food", order_id, "reservation")
+
+
 def rate_limit(policy: str, client: str) -> str:
     """State of one client under one rate-limit policy."""
     return f"{PREFIX}:rl:{policy}:{{{client}}}"

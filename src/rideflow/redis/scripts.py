@@ -95,6 +95,9 @@ class Scripts:
     rate_fixed_window: Lua
     rate_sliding_window: Lua
     rate_token_bucket: Lua
+    menu_unlock: Lua
+    food_order: Lua
+    food_release: Lua
 
     @classmethod
     def register(cls, redis: Executor) -> Scripts:

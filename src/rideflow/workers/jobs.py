@@ -34,11 +34,13 @@ from rideflow.config import Settings
 from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from rideflow.jobs.registry import REGISTRY, JobContext, Registry
 from rideflow.jobs.store import RECENT_KEPT, purge
+from rideflow.record.db import Record
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
 from rideflow.redis.streams import Entry
+from rideflow.restaurants import tasks as _food_tasks  # noqa: F401  (registers record_food_order)
 from rideflow.workers.runner import Handler, Runner
 
 log = logging.getLogger("rideflow.jobs")
@@ -156,6 +158,7 @@ class JobWorker(Handler):
         self.pipelined = PipelinedRedis(url, "jobs-start") if PipelinedRedis.supports(url) else None
         self.steps = Scripts.register(self.pipelined) if self.pipelined else self.scripts
         self.runner = Runner(self.redis, self, burst=burst)
+        self.record = Record(settings)  # connects on first use, by the tasks that write SQL
         # Started attempts not yet recorded, by (queue, entry id): their claims are renewed, also
         # while they wait for a slot. The queues may hand out the same entry id.
         self.running: dict[tuple[int, str], Started] = {}
@@ -168,7 +171,10 @@ class JobWorker(Handler):
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set (or, in burst mode, until there is nothing left to do), then
         let running jobs finish within the grace period; the rest are left for other workers."""
-        return await self.runner.run(stop)
+        try:
+            return await self.runner.run(stop)
+        finally:
+            await self.record.dispose()
 
     async def start(self, runner: Runner) -> None:
         self.registry.load(self.settings.job_modules)
@@ -319,7 +325,13 @@ class JobWorker(Handler):
                     task = self.registry.get(job.task)
                     payload = task.payload.model_validate_json(job.payload)
                     ctx = JobContext(
-                        job.job_id, job.token, self.redis, self.scripts, self.settings, log
+                        job.job_id,
+                        job.token,
+                        self.redis,
+                        self.scripts,
+                        self.settings,
+                        log,
+                        self.record,
                     )
                     # A timeout scope, not wait_for: wait_for wraps the handler in a task of
                     # its own on 3.11, one more loop pass before every job starts.

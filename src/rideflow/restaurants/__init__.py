@@ -1,0 +1,1 @@
+"""Restaurants, their menus (SQL, cached in Redis) and food orders with limited stock (Redis)."""
