@@ -57,7 +57,8 @@ local at = us_text(now)
 redis.call('HSET', KEYS[1], 'id', order_id, 'status', 'QUEUED', 'attempts', 0, 'offers', 0,
   'deadline', us_text(now + tonumber(ARGV[4]) * 1000), 't_QUEUED', at,
   unpack(ARGV, fields_at))
-emit(KEYS[3], KEYS[4], ARGV[1], ARGV[2], order_id, 'status', 'QUEUED', 'at', at)
+emit(KEYS[3], KEYS[4], ARGV[1], ARGV[2], order_id, 'status', 'QUEUED', 'at', at,
+  unpack(ARGV, fields_at))
 redis.call('XADD', KEYS[2], '*', 'order', order_id)
 redis.call('ZADD', KEYS[8], math.floor(now / 1000), order_id)
 if ARGV[6] ~= '' then

@@ -21,7 +21,7 @@ from rideflow.record.db import Record
 from rideflow.record.models import FoodOrder, FoodOrderLine
 from rideflow.redis import keys
 from rideflow.redis.clock import from_us
-from rideflow.redis.scripts import EVENT_CAPS, Scripts
+from rideflow.redis.scripts import Scripts
 from rideflow.restaurants.cache import MenuCache
 from rideflow.restaurants.schemas import (
     FoodOrderAccepted,
@@ -135,7 +135,7 @@ class FoodOrders:
             keys.restaurant_orders(city_code, body.restaurant_id),
         ]
         args: list[str | int | float] = [
-            *EVENT_CAPS,
+            *self.settings.event_caps(),
             order_id,
             self.settings.deadline_ms("delivery"),
             IDEMPOTENCY_TTL_S,
