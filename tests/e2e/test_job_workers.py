@@ -90,27 +90,45 @@ async def test_cancels_racing_deliveries_a_cancelled_job_never_runs(
     outcomes: dict[str, int] = {}
     async with api_client(settings) as c:
 
-        async def submit_and_cancel(jitter_ms: float) -> None:
-            job_id = await submit(c, payload={"seconds": rng.choice([0, 0.01, 0.03])})
+        async def submit_and_cancel(jitter_ms: float, seconds: float) -> None:
+            job_id = await submit(c, payload={"seconds": seconds})
             if jitter_ms:
                 await asyncio.sleep(jitter_ms / 1000)  # spreads cancels across the delivery
             outcomes[job_id] = (await c.post(f"/v1/jobs/{job_id}/cancel")).status_code
 
+        async def running(job_ids: list[str]) -> bool:
+            return all([await redis.get(runs_key(j)) for j in job_ids])
+
+        # Every slot busy: what is submitted now stays queued, and its cancel wins.
+        blockers = [await submit(c, payload={"seconds": 1.0}) for _ in range(8)]
+        await eventually(lambda: running(blockers), 20, "the blockers to run")
+        await asyncio.gather(*(submit_and_cancel(0, 0) for _ in range(20)))
+        # A job seen running: its cancel loses.
+        for _ in range(3):
+            job_id = await submit(c, payload={"seconds": 0.2})
+            await eventually(lambda j=job_id: running([j]), 20, "the job to run")
+            outcomes[job_id] = (await c.post(f"/v1/jobs/{job_id}/cancel")).status_code
+        # The race itself, on whichever side each cancel falls.
         for _ in range(15):
-            await asyncio.gather(*(submit_and_cancel(rng.uniform(0, 3)) for _ in range(20)))
+            await asyncio.gather(
+                *(
+                    submit_and_cancel(rng.uniform(0, 3), rng.choice([0, 0.01, 0.03]))
+                    for _ in range(20)
+                )
+            )
         jobs = {job_id: await wait_final(c, job_id) for job_id in outcomes}
     for worker in workers:
         assert worker.stop(signal.SIGTERM) == 0
     runs = {job_id: await redis.get(runs_key(job_id)) for job_id in outcomes}
     seen = Counter(outcomes.values())
-    assert set(seen) == {200, 409} and min(seen.values()) > 0, seen  # both sides of the race
+    assert set(seen) == {200, 409} and seen[200] >= 20 and seen[409] >= 3, seen
     for job_id, code in outcomes.items():
         if code == 200:
             assert (jobs[job_id]["status"], runs[job_id]) == ("cancelled", None), job_id
         else:
             assert jobs[job_id]["status"] == "completed" and runs[job_id] == "1", job_id
             assert len(jobs[job_id]["attempts"]) == 1
-    assert await redis.get(EFFECTS) == str(seen[409])
+    assert await redis.get(EFFECTS) == str(seen[409] + len(blockers))
     for queue in keys.job_queues():
         assert (await redis.xpending(queue, keys.JOBS_GROUP))["pending"] == 0
 

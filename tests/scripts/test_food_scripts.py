@@ -9,8 +9,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from rideflow.redis import keys
-from rideflow.redis.scripts import EVENT_CAPS, Scripts
+from rideflow.redis.scripts import ORDER_EVENTS_CAP, Scripts
 from tests.scripts.conftest import CITY
+
+EVENT_CAPS = (ORDER_EVENTS_CAP, 0)
+"""As `Settings.event_caps()` passes them while the recorder keeps the city stream."""
 
 
 def order_call(

@@ -100,13 +100,22 @@ async def _run(url: str, fn: Any, *args: Any) -> None:
         await engine.dispose()
 
 
+_AT_HEAD: set[str] = set()
+"""Databases this process has migrated to head: every app start asks again, once is enough."""
+
+
 async def upgrade(url: str, revision: str = "head") -> None:
     """Migrate to `revision`, all in one transaction: a failing migration leaves the database
     as it was."""
+    if revision == "head" and url in _AT_HEAD:
+        return
     await _run(url, command.upgrade, revision)
+    if revision == "head":
+        _AT_HEAD.add(url)
 
 
 async def downgrade(url: str, revision: str) -> None:
+    _AT_HEAD.discard(url)
     await _run(url, command.downgrade, revision)
 
 
