@@ -127,7 +127,7 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) ->
     try:
         base = f"http://127.0.0.1:{api_port}"
         children = children_of(up.pid)
-        assert len(children) == 5  # redis-server, api, two dispatchers, job worker
+        assert len(children) == 6  # redis-server, api, two dispatchers, job worker, recorder
 
         r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"})
         assert r.status_code == 201
@@ -162,7 +162,7 @@ def test_up_killed_with_9_leaves_nothing_running_and_starts_again(tmp_path: Path
     second = None
     children = children_of(first.pid)
     try:
-        assert len(children) == 5
+        assert len(children) == 6
         first.kill()
         first.wait()
         # Started at once: it waits for the ports the dying children still hold.

@@ -49,6 +49,7 @@ class RequestLog:
         self.buffer: list[dict[str, str | int]] = []
         self.full = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.running = True
         self.counts: Counter[str] = Counter()
 
     def add(self, entry: dict[str, str | int]) -> None:
@@ -60,15 +61,17 @@ class RequestLog:
         self.task = asyncio.create_task(self._run(), name="request-log")
 
     async def stop(self) -> None:
-        """Stop flushing on a timer and flush what is left."""
+        """Stop flushing on a timer and flush what is left. The loop is told to end, not
+        cancelled: redis-py may swallow a cancellation that lands in a command (see
+        workers/runner.py), which would leave the loop running and the shutdown waiting."""
+        self.running = False
+        self.full.set()
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await self.task
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while self.running:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.every_s):
                     await self.full.wait()
