@@ -6,15 +6,17 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
 from rideflow.errors import Unprocessable
-from rideflow.record.db import Record
 from rideflow.redis.scripts import Scripts
+
+if TYPE_CHECKING:
+    from rideflow.record.db import Record
 
 Handler = Callable[[Any, "JobContext"], Awaitable[Any]]
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -25,6 +22,11 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from rideflow.config import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+# Alembic is imported where migrations run: it costs half a second to import, and processes that
+# only read and write the record (the job worker) never migrate.
 
 MIGRATION_LOCK = 0x52464D47  # 'RFMG': the advisory lock migrations take on PostgreSQL
 
@@ -76,6 +78,8 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
 def alembic_config(url: str) -> Config:
     """Alembic's configuration, built in code: no alembic.ini to find."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("rideflow.record") / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -109,6 +113,8 @@ async def upgrade(url: str, revision: str = "head") -> None:
     as it was."""
     if revision == "head" and url in _AT_HEAD:
         return
+    from alembic import command
+
     await _run(url, command.upgrade, revision)
     if revision == "head":
         _AT_HEAD.add(url)
@@ -116,11 +122,15 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 async def downgrade(url: str, revision: str) -> None:
     _AT_HEAD.discard(url)
+    from alembic import command
+
     await _run(url, command.downgrade, revision)
 
 
 async def current(url: str) -> str | None:
     """The revision the database is at (None: not migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:

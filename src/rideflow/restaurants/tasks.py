@@ -3,17 +3,17 @@ the rows' primary keys are the order id (and item ids), so a replayed job insert
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from pydantic import Field
-from sqlalchemy.exc import IntegrityError
 
 from rideflow.jobs.registry import REGISTRY, JobContext
-from rideflow.record.db import Record
-from rideflow.record.models import FoodOrder, FoodOrderLine
 from rideflow.redis import keys
 from rideflow.schemas import ID_PATTERN, Body
+
+if TYPE_CHECKING:
+    from rideflow.record.db import Record
 
 
 class RecordFoodOrder(Body):
@@ -28,6 +28,8 @@ async def record_food_order(payload: RecordFoodOrder, ctx: JobContext) -> dict[s
     h = cast(dict[str, str], await ctx.redis.hgetall(keys.order(city, order_id)))
     if h.get("food") != "1":
         raise LookupError(f"no food order {order_id} in Redis")
+    from rideflow.record.db import Record  # imported here: job workers start without SQL
+
     record = ctx.record or Record(ctx.settings)
     try:
         return await _insert(record, city, order_id, h)
@@ -37,6 +39,10 @@ async def record_food_order(payload: RecordFoodOrder, ctx: JobContext) -> dict[s
 
 
 async def _insert(record: Record, city: str, order_id: str, h: dict[str, str]) -> dict[str, Any]:
+    from sqlalchemy.exc import IntegrityError
+
+    from rideflow.record.models import FoodOrder, FoodOrderLine
+
     lines = orjson.loads(h["food_lines"])
     lat, _, lng = h["dropoff"].partition(",")
     at = int(h["t_QUEUED"])

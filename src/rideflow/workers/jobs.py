@@ -34,7 +34,6 @@ from rideflow.config import Settings
 from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from rideflow.jobs.registry import REGISTRY, JobContext, Registry
 from rideflow.jobs.store import RECENT_KEPT, purge
-from rideflow.record.db import Record
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
@@ -158,6 +157,8 @@ class JobWorker(Handler):
         self.pipelined = PipelinedRedis(url, "jobs-start") if PipelinedRedis.supports(url) else None
         self.steps = Scripts.register(self.pipelined) if self.pipelined else self.scripts
         self.runner = Runner(self.redis, self, burst=burst)
+        from rideflow.record.db import Record  # SQLAlchemy: imported by a worker, not the module
+
         self.record = Record(settings)  # connects on first use, by the tasks that write SQL
         # Started attempts not yet recorded, by (queue, entry id): their claims are renewed, also
         # while they wait for a slot. The queues may hand out the same entry id.
