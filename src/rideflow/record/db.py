@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # Alembic is imported where migrations run: it costs half a second to import, and processes that
 # only read and write the record (the job worker) never migrate.
 
+IMMEDIATE = "rideflow_immediate"
+"""Execution option of writing connections (SQLite: `BEGIN IMMEDIATE`)."""
 MIGRATION_LOCK = 0x52464D47  # 'RFMG': the advisory lock migrations take on PostgreSQL
 
 
@@ -73,7 +75,11 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock at once (waiting up to the busy timeout): a deferred
+        # transaction that read first could not take it later once another writer committed.
+        # Readers begin deferred and never wait for a writer (WAL).
+        immediate = conn.get_execution_options().get(IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def alembic_config(url: str) -> Config:
@@ -151,6 +157,7 @@ class Record:
         self.echo = settings.database_echo
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._readers: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -158,11 +165,18 @@ class Record:
             self._engine = create_engine(self.url, echo=self.echo)
         return self._engine
 
-    def session(self) -> AsyncSession:
-        """A new session (use as `async with record.session() as s, s.begin(): ...`)."""
-        if self._sessions is None:
-            self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        return self._sessions()
+    @property
+    def writer(self) -> AsyncEngine:
+        """The engine for transactions that write (on SQLite they take the write lock first)."""
+        return self.engine.execution_options(**{IMMEDIATE: True})
+
+    def session(self, *, read_only: bool = False) -> AsyncSession:
+        """A new session (use as `async with record.session() as s, s.begin(): ...`); one
+        that only reads says so, and on SQLite then never waits for a writer."""
+        if self._sessions is None or self._readers is None:
+            self._sessions = async_sessionmaker(self.writer, expire_on_commit=False)
+            self._readers = async_sessionmaker(self.engine, expire_on_commit=False)
+        return self._readers() if read_only else self._sessions()
 
     async def migrate(self) -> None:
         await upgrade(self.url)
@@ -170,7 +184,7 @@ class Record:
     async def dispose(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
-            self._engine, self._sessions = None, None
+            self._engine, self._sessions, self._readers = None, None, None
 
 
 def database_outage(exc: BaseException) -> bool:

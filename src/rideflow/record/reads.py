@@ -17,7 +17,7 @@ from rideflow.record.db import Record
 async def reading(record: Record) -> AsyncIterator[AsyncSession]:
     """A session in a transaction, for reads."""
     try:
-        async with record.session() as session, session.begin():
+        async with record.session(read_only=True) as session, session.begin():
             yield session
     except (OSError, TimeoutError) as exc:
         raise OperationalError("connect", None, exc) from exc

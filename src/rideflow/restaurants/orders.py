@@ -223,7 +223,7 @@ class FoodOrders:
         return await self._recorded(order_id)
 
     async def _recorded(self, order_id: str) -> FoodOrderView:
-        async with self.record.session() as s:
+        async with self.record.session(read_only=True) as s:
             row = await s.get(FoodOrder, order_id)
             if row is None:
                 raise NotFound(f"no food order with id {order_id!r}")

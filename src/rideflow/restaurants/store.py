@@ -73,7 +73,7 @@ async def load_menu(record: Record, restaurant_id: str) -> bytes:
         .where(Restaurant.id == restaurant_id)
         .order_by(MenuItem.created_us, MenuItem.id)
     )
-    async with record.session() as s:
+    async with record.session(read_only=True) as s:
         rows = (await s.execute(q)).all()
     if not rows:
         raise NotFound(f"no restaurant with id {restaurant_id!r}")
@@ -137,7 +137,7 @@ class Restaurants:
 
     async def get(self, restaurant_id: str) -> RestaurantView:
         self.city_of_id(restaurant_id)
-        async with self.record.session() as s:
+        async with self.record.session(read_only=True) as s:
             row = await s.get(Restaurant, restaurant_id)
         if row is None:
             raise NotFound(f"no restaurant with id {restaurant_id!r}")
@@ -153,7 +153,7 @@ class Restaurants:
             q = q.where(Restaurant.city == city)
         if after is not None:
             q = q.where(Restaurant.id > after)
-        async with self.record.session() as s:
+        async with self.record.session(read_only=True) as s:
             rows = list((await s.scalars(q)).all())
         more = len(rows) > limit
         rows = rows[:limit]

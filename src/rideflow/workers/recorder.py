@@ -122,7 +122,7 @@ class Recorder(Handler):
                 requests.append(projection.request_row(e.id, e.fields))
             elif e.fields.get("id"):
                 jobs.append(projection.job_row(e.fields))
-        async with self.record.engine.begin() as conn:
+        async with self.record.writer.begin() as conn:
             counts = await projection.project_events(conn, events)
             counts["requests"] += await projection.project_requests(conn, requests)
             counts["jobs"] += await projection.project_jobs(conn, jobs)
@@ -181,7 +181,7 @@ class Recorder(Handler):
                     {"city": city, "driver_id": driver_id, "at_us": at_us, "lat": lat, "lng": lng}
                 )
         await self._migrate()
-        async with self.record.engine.begin() as conn:
+        async with self.record.writer.begin() as conn:
             await projection.record_drivers(conn, drivers, tracks)
         self.sampled[city] = max(score for _, score in seen)
         self.counts["driver_samples"] += len(tracks)
