@@ -233,10 +233,13 @@ class JobWorker(Handler):
         """Run each job now, and record the starts (one step for the batch) while they run."""
         loop = asyncio.get_running_loop()
         begun: list[asyncio.Future[bool]] = [loop.create_future() for _ in jobs]
-        runs = [self._launch(job, b) for job, b in zip(jobs, begun, strict=True)]
+        runs: list[asyncio.Task[None]] = []
+        # The step's task first: its write goes out just before the handlers start, so the
+        # start Redis stamps is the handlers' start, not whenever the loop got round to it.
         task = asyncio.create_task(self._record_begun(jobs, runs, begun))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        runs += [self._launch(job, b) for job, b in zip(jobs, begun, strict=True)]
 
     async def _record_begun(
         self, jobs: list[Started], runs: list[asyncio.Task[None]], begun: list[asyncio.Future[bool]]
