@@ -5,9 +5,9 @@ itself (`rides.py`, `deliveries.py`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from rideflow.api.deps import RecordDep
@@ -98,6 +98,28 @@ LIST_DOC = (
 )
 
 
+class PageQuery(NamedTuple):
+    """A history page's query, as both list routes take it."""
+
+    filters: history.Filters
+    limit: int
+    cursor: str | None
+
+
+async def page_query(
+    customer_id: CustomerId = None,
+    status: Status = None,
+    start: From = None,
+    to: To = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> PageQuery:
+    return PageQuery(filters(customer_id, status, start, to), limit, cursor)
+
+
+PageQueryDep = Annotated[PageQuery, Depends(page_query)]
+
+
 @router.get(
     "/v1/rides",
     response_model=RidePage,
@@ -105,18 +127,8 @@ LIST_DOC = (
     summary="Ride history, newest first, filtered by customer, status and creation time",
     description=LIST_DOC,
 )
-async def list_rides(
-    record: RecordDep,
-    customer_id: CustomerId = None,
-    status: Status = None,
-    start: From = None,
-    to: To = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> RidePage:
-    found = await history.page(
-        record, "ride", filters(customer_id, status, start, to), limit, cursor
-    )
+async def list_rides(record: RecordDep, q: PageQueryDep) -> RidePage:
+    found = await history.page(record, "ride", q.filters, q.limit, q.cursor)
     return RidePage(rides=found.items, next_cursor=found.next_cursor)
 
 
@@ -127,16 +139,6 @@ async def list_rides(
     summary="Delivery history, newest first, filtered by customer, status and creation time",
     description=LIST_DOC,
 )
-async def list_deliveries(
-    record: RecordDep,
-    customer_id: CustomerId = None,
-    status: Status = None,
-    start: From = None,
-    to: To = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> DeliveryPage:
-    found = await history.page(
-        record, "delivery", filters(customer_id, status, start, to), limit, cursor
-    )
+async def list_deliveries(record: RecordDep, q: PageQueryDep) -> DeliveryPage:
+    found = await history.page(record, "delivery", q.filters, q.limit, q.cursor)
     return DeliveryPage(deliveries=found.items, next_cursor=found.next_cursor)
