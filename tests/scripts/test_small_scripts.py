@@ -109,3 +109,14 @@ async def test_rate_limits_admit_the_limit_then_refuse(redis: Redis, scripts: Sc
     bucket = [await scripts.rate_token_bucket(keys=["b"], args=[1, 60_000, 2]) for _ in range(3)]
     assert [r[:2] for r in bucket] == [[1, 1], [1, 0], [0, 0]]
     assert 59_000 < bucket[2][3] <= 60_000
+
+
+async def test_request_log_add_appends_one_entry_each_capped(
+    redis: Redis, scripts: Scripts
+) -> None:
+    stream = keys.request_log()
+    args: list[str | int] = [1_000, 2, "route", "/healthz", "status", "200", 1, "route", "/v1"]
+    assert await scripts.request_log_add(keys=[stream], args=args) == 2
+    entries = [f for _, f in await redis.xrange(stream)]
+    assert entries == [{"route": "/healthz", "status": "200"}, {"route": "/v1"}]
+    assert await scripts.request_log_add(keys=[stream], args=[1_000]) == 0  # an empty buffer

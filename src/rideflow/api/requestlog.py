@@ -2,9 +2,10 @@
 latency, client, rate-limit policy and decision) on the request-log stream, for the recorder.
 
 No Redis round trip is added to a request: entries are buffered in the process and flushed with
-one pipelined batch of `XADD`s every `request_log_flush_ms` or `request_log_buffer` entries, and
-at shutdown. A process that crashes loses at most its unflushed buffer: these are analytics.
-The stream is capped (`MAXLEN ~ request_log_cap`), so it stays bounded when no recorder runs.
+one call (a Lua step adding an entry each) every `request_log_flush_ms` or `request_log_buffer`
+entries, and at shutdown. A process that crashes loses at most its unflushed buffer: these are
+analytics. The stream is capped (`MAXLEN ~ request_log_cap`), so it stays bounded when no
+recorder runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rideflow.config import Settings
 from rideflow.redis import keys
+from rideflow.redis.scripts import Scripts
 
 log = logging.getLogger("rideflow.api")
 
@@ -43,6 +45,7 @@ class RequestLog:
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
+        self.script = Scripts.register(redis).request_log_add
         self.cap = settings.request_log_cap
         self.every_s = settings.request_log_flush_ms / 1000
         self.most = settings.request_log_buffer
@@ -84,13 +87,15 @@ class RequestLog:
         if not self.buffer:
             return
         entries, self.buffer = self.buffer, []
-        stream = keys.request_log()
+        args: list[str | int] = [self.cap]
+        for entry in entries:
+            args.append(len(entry))
+            for pair in entry.items():
+                args.extend(pair)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for entry in entries:
-                    fields: dict[Any, Any] = entry
-                    pipe.xadd(stream, fields, maxlen=self.cap, approximate=True)
-                await pipe.execute()
+            # One command for the buffer (the script adds one entry each): packing a pipeline of
+            # XADDs cost the event loop about 2 ms per flush at 1,500 requests/s.
+            await self.script(keys=[keys.request_log()], args=args)
         except RedisError as exc:
             self.counts["dropped"] += len(entries)
             log.warning("request log: %d entries dropped: %s", len(entries), exc)

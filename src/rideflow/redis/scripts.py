@@ -92,6 +92,7 @@ class Scripts:
     driver_status: Lua
     driver_rate: Lua
     pool_prune: Lua
+    request_log_add: Lua
     rate_fixed_window: Lua
     rate_sliding_window: Lua
     rate_token_bucket: Lua
