@@ -19,6 +19,15 @@ cli = typer.Typer(
 )
 
 
+def chosen_cities(settings: Settings, city: list[str] | None) -> list[str]:
+    """The cities a process serves: those named (each must be configured), else all."""
+    known = [c.code for c in settings.cities]
+    unknown = set(city or []) - set(known)
+    if unknown:
+        raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
+    return city or known
+
+
 @cli.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
@@ -57,15 +66,12 @@ def dispatcher(
 
     settings = Settings()
     logs.configure(settings.log_level)
-    known = [c.code for c in settings.cities]
-    unknown = set(city or []) - set(known)
-    if unknown:
-        raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
+    cities = chosen_cities(settings, city)
 
     async def main() -> None:
         stop = stop_on_signals()
         worker = DispatcherWorker(
-            settings, city or known, concurrency or settings.dispatcher_concurrency, burst=burst
+            settings, cities, concurrency or settings.dispatcher_concurrency, burst=burst
         )
         freeze_startup_objects()
         await worker.run(stop)
@@ -115,15 +121,15 @@ def recorder(
 
     settings = Settings()
     logs.configure(settings.log_level)
+    cities = chosen_cities(settings, city)
 
     async def main() -> None:
         stop = stop_on_signals()
-        worker = Recorder(settings, city, burst=burst)
+        worker = Recorder(settings, cities, burst=burst)
         freeze_startup_objects()
         if not with_stock or burst:
             await worker.run(stop)
             return
-        cities = city or [c.code for c in settings.cities]
         await asyncio.gather(worker.run(stop), run_stock(settings, cities, stop=stop))
 
     uvloop.run(main())
@@ -142,15 +148,12 @@ def stock(
 
     settings = Settings()
     logs.configure(settings.log_level)
-    known = [c.code for c in settings.cities]
-    unknown = set(city or []) - set(known)
-    if unknown:
-        raise typer.BadParameter(f"unknown cities {sorted(unknown)}; known: {known}")
+    cities = chosen_cities(settings, city)
 
     async def main() -> None:
         stop = stop_on_signals()
         freeze_startup_objects()
-        await run_stock(settings, city or known, stop=stop, burst=burst)
+        await run_stock(settings, cities, stop=stop, burst=burst)
 
     uvloop.run(main())
 
