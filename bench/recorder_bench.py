@@ -1,14 +1,16 @@
-"""Figures 11 to 13: the recorder's throughput into SQLite and PostgreSQL, its lag at 500
-orders/s, and `POST /v1/rides` with the request log on against the bare FastAPI + XADD app.
+"""Figures 11 to 13: the recorder's throughput into SQLite and PostgreSQL, its lag at 500 orders/s,
+and `POST /v1/rides` with the request log on against the bare FastAPI + XADD app.
 
 Throughput: a city stream pre-filled with the events of whole rides (QUEUED with the order's
 fields, SEARCHING, OFFERED, ACCEPTED, DRIVER_ARRIVING, PICKED_UP, COMPLETED), written with
-pipelined XADDs in the shape the Lua scripts write them, then one `rideflow recorder` process
-started against it; the rate is the events over the time from its start until the group has
-nothing pending or undelivered (its start-up included). Lag: rides created and cancelled through
-the services at 500/s for LAG_S seconds by a child process, while the recorder runs in the
-benchmark process (nothing else runs there meanwhile); an event's lag is the time its batch's
-transaction had committed minus the event's `at` (Redis time; same machine).
+pipelined XADDs in the shape the Lua scripts write them, every ride's first event, then every
+ride's second and so on (so that, as in a live city, most events update a recorded order), then
+one `rideflow recorder` process started against it; the rate is the events over the time from
+its start until the group has nothing pending or undelivered (its start-up included). Lag: rides
+created and cancelled through the services at 500/s for LAG_S seconds by a child process, while
+the recorder runs in the benchmark process (nothing else runs there meanwhile); an event's lag
+is the time its batch's transaction had committed minus the event's `at` (Redis time; same
+machine).
 """
 
 from __future__ import annotations
@@ -81,33 +83,39 @@ async def record_database(kind: str, tmp: Path) -> AsyncIterator[str]:
         await admin.close()
 
 
+def ride_events(i: int, at: int, apart: int) -> list[dict[Any, Any]]:
+    """Ride `i`'s seven events, as the scripts write them, from `at` on, `apart` us apart."""
+    order = f"{CITY}-bench{i:08d}"
+    offer = f"{order}-aa"
+    events: list[dict[Any, Any]] = [
+        {"order": order, "status": "QUEUED", "at": at, "kind": "ride", "window_ms": 15000,
+         "customer": f"rider-{i}", "pickup": f"{CENTRE[0]},{CENTRE[1]}",
+         "dropoff": f"{CENTRE[0] + 0.02},{CENTRE[1]}", "strategy": "nearest"}
+    ]  # fmt: skip
+    for n, step in enumerate(STEPS, 1):
+        fields: dict[Any, Any] = {"order": order, "status": step, "at": at + apart * n}
+        if step != "SEARCHING":
+            fields |= {"driver": f"d{i % 997}", "offer": offer}
+        if step == "OFFERED":
+            fields["pickup_m"] = 412.5
+        events.append(fields)
+    return events
+
+
 async def fill_stream(redis: Redis, rides: int) -> int:
-    """Whole rides' events on the city stream, as the scripts write them; how many."""
+    """Whole rides' events on the city stream, interleaved as a busy city's are: every ride's
+    QUEUED, then every ride's SEARCHING, and so on. (A ride's events are minutes apart, so
+    nearly every event the recorder reads updates an order an earlier batch recorded.)"""
     stream = keys.city_events(CITY)
     at = int(time.time() * 1_000_000)
-    added = 0
-    for start in range(0, rides, 500):
+    rows = [ride_events(i, at + 10 * i, 10 * rides) for i in range(rides)]
+    steps = [row[step] for step in range(1 + len(STEPS)) for row in rows]
+    for start in range(0, len(steps), 1000):
         async with redis.pipeline(transaction=False) as pipe:
-            for i in range(start, min(rides, start + 500)):
-                order = f"{CITY}-bench{i:08d}"
-                offer = f"{order}-aa"
-                at += 10
-                pipe.xadd(stream, {"order": order, "status": "QUEUED", "at": at, "kind": "ride",
-                                   "window_ms": 15000, "customer": f"rider-{i}",
-                                   "pickup": f"{CENTRE[0]},{CENTRE[1]}",
-                                   "dropoff": f"{CENTRE[0] + 0.02},{CENTRE[1]}",
-                                   "strategy": "nearest"})  # fmt: skip
-                for step in STEPS:
-                    at += 10
-                    fields: dict[Any, Any] = {"order": order, "status": step, "at": at}
-                    if step != "SEARCHING":
-                        fields |= {"driver": f"d{i % 997}", "offer": offer}
-                    if step == "OFFERED":
-                        fields["pickup_m"] = 412.5
-                    pipe.xadd(stream, fields)
-                added += 1 + len(STEPS)
+            for fields in steps[start : start + 1000]:
+                pipe.xadd(stream, fields)
             await pipe.execute()
-    return added
+    return len(steps)
 
 
 async def recorder_done(redis: Redis) -> bool:

@@ -347,3 +347,31 @@ async def test_events_recorded_out_of_order_leave_the_same_rows(
     finally:
         await recorder.record.dispose()
         await recorder.redis.aclose()
+
+
+async def test_order_ids_any_text_are_found_again_by_a_later_batch(
+    flushed: RedisServer, record_url: str
+) -> None:
+    """A batch finds the orders earlier batches recorded by their ids, which it writes into the
+    statement: ids with quotes, backslashes and percent signs are found, not broken or injected."""
+    settings = record_settings(flushed, record_url)
+    odd = ["blr-o'1", "blr-o\\2", "blr-o%3", "blr-o'); DELETE FROM orders; --"]
+    queued = [
+        Entry(keys.city_events("blr"), f"1-{i}", {"order": o, "status": "QUEUED", "at": "10"})
+        for i, o in enumerate(odd)
+    ]
+    searching = [
+        Entry(keys.city_events("blr"), f"2-{i}", {"order": o, "status": "SEARCHING", "at": "20"})
+        for i, o in enumerate(odd)
+    ]
+    recorder = Recorder(settings)
+    try:
+        await recorder.commit(queued)
+        await recorder.commit(searching)
+    finally:
+        await recorder.record.dispose()
+        await recorder.redis.aclose()
+    recorded = await rows(record_url, Order, Order.id)
+    assert sorted(odd) == [r["id"] for r in recorded]
+    assert {r["status"] for r in recorded} == {"SEARCHING"}
+    assert {r["searching_us"] for r in recorded} == {20}

@@ -40,9 +40,11 @@ class Order(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     city: Mapped[str] = mapped_column(String(16), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # ride | delivery
-    customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # customer_id is indexed by ix_orders_customer_created; status is not indexed, so that
+    # the recorder's update of an order's status leaves its indexes alone (see migration 0002).
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     driver_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(24), index=True)
+    status: Mapped[str] = mapped_column(String(24))
     strategy: Mapped[str | None] = mapped_column(String(16))
     pickup_lat: Mapped[float | None] = mapped_column(Float)
     pickup_lng: Mapped[float | None] = mapped_column(Float)

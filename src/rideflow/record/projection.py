@@ -20,6 +20,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rideflow.record import bulk
 from rideflow.record.models import (
     Driver,
     DriverTrack,
@@ -52,6 +53,28 @@ TIME_COLUMN = {
     "CANCELLED": "cancelled_us",
     "NO_DRIVER_FOUND": "no_driver_us",
 }
+EVENT_COLUMNS = ("city", "entry_id", "order_id", "status", "at_us", "driver_id", "offer_id", "data")
+OFFER_COLUMNS = tuple(c.name for c in OFFERS.columns)
+OFFER_MADE = ("driver_id", "pickup_m", "offered_us")
+"""What an OFFERED event knows of its offer (a settling event recorded first knows the rest)."""
+OFFER_SETTLED = ("outcome", "answered_us")
+
+
+def _excluded(names: Iterable[str]) -> str:
+    return ", ".join(f"{n} = EXCLUDED.{n}" for n in names)
+
+
+# PostgreSQL: the batch's rows as arrays (see `bulk`).
+PG_ORDERS = bulk.Rows(ORDERS, [c.name for c in ORDERS.columns])
+PG_ORDERS_INSERT, PG_ORDERS_UPDATE = PG_ORDERS.insert(), PG_ORDERS.update()
+PG_EVENTS = bulk.Rows(EVENTS, EVENT_COLUMNS)
+PG_EVENTS_INSERT = PG_EVENTS.insert(
+    "ON CONFLICT (city, entry_id) DO NOTHING RETURNING city, entry_id"
+)
+PG_OFFERS = bulk.Rows(OFFERS, OFFER_COLUMNS)
+PG_OFFERS_MADE = PG_OFFERS.insert(f"ON CONFLICT (id) DO UPDATE SET {_excluded(OFFER_MADE)}")
+PG_OFFERS_SETTLED = PG_OFFERS.insert(f"ON CONFLICT (id) DO UPDATE SET {_excluded(OFFER_SETTLED)}")
+
 FINAL = frozenset(("COMPLETED", "DELIVERED", "CANCELLED", "NO_DRIVER_FOUND"))
 OFFER_OUTCOME = {"REJECTED": "rejected", "EXPIRED": "lapsed"}
 """A SEARCHING event's `outcome` (the offer it follows) as the offers table names it."""
@@ -206,11 +229,14 @@ async def project_events(conn: AsyncConnection, events: Sequence[Event]) -> Coun
     counts: Counter[str] = Counter()
     if not events:
         return counts
-    insert = dialect_insert(conn, EVENTS).on_conflict_do_nothing(
-        index_elements=["city", "entry_id"]
-    )
     rows = [_event_row(e) for e in events]
-    result = await conn.execute(insert.returning(EVENTS.c.city, EVENTS.c.entry_id), rows)
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(PG_EVENTS_INSERT, PG_EVENTS.params(rows))
+    else:
+        insert = dialect_insert(conn, EVENTS).on_conflict_do_nothing(
+            index_elements=["city", "entry_id"]
+        )
+        result = await conn.execute(insert.returning(EVENTS.c.city, EVENTS.c.entry_id), rows)
     fresh = {(r.city, r.entry_id) for r in result}
     todo = [e for e in events if (e.city, e.entry_id) in fresh and e.fields.get("order")]
     counts["events"] += len(fresh)
@@ -218,10 +244,15 @@ async def project_events(conn: AsyncConnection, events: Sequence[Event]) -> Coun
     if not todo:
         return counts
     ids = sorted({e.fields["order"] for e in todo})
-    query = select(ORDERS).where(ORDERS.c.id.in_(ids))
+    # The ids inline, not as parameters: PostgreSQL hashes a constant IN list, and compares
+    # each row against every parameter of a parameter list (a batch's order ids from a
+    # sequential scan, which it picks while a young table has no statistics, took 70 ms).
+    query = select(ORDERS).where(
+        ORDERS.c.id.in_(bindparam("ids", ids, expanding=True, literal_execute=True))
+    )
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    existing = {r.id: dict(r._mapping) for r in await conn.execute(query)}
+    existing = {r.id: r._asdict() for r in await conn.execute(query)}
     created: dict[str, dict[str, Any]] = {}
     new_offers: dict[str, dict[str, Any]] = {}
     settled: dict[str, dict[str, Any]] = {}
@@ -281,24 +312,20 @@ async def _write_offers(
 ) -> None:
     """Offers made, then offers settled, each an upsert: an offer's settling event may be
     recorded before its OFFERED event (reclaimed late), and either fills in what it knows."""
-    if offered:
-        insert = dialect_insert(conn, OFFERS)
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["id"],
-                set_={c: insert.excluded[c] for c in ("driver_id", "pickup_m", "offered_us")},
-            ),
-            offered,
-        )
-    if settled:
-        insert = dialect_insert(conn, OFFERS)
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["id"],
-                set_={c: insert.excluded[c] for c in ("outcome", "answered_us")},
-            ),
-            settled,
-        )
+    if conn.dialect.name == "postgresql":
+        for statement, rows in ((PG_OFFERS_MADE, offered), (PG_OFFERS_SETTLED, settled)):
+            if rows:
+                await conn.execute(statement, PG_OFFERS.params(rows))
+        return
+    for names, rows in ((OFFER_MADE, offered), (OFFER_SETTLED, settled)):
+        if rows:
+            insert = dialect_insert(conn, OFFERS)
+            await conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["id"], set_={c: insert.excluded[c] for c in names}
+                ),
+                rows,
+            )
 
 
 async def _write_orders(
@@ -307,10 +334,15 @@ async def _write_orders(
     existing: dict[str, dict[str, Any]],
     touched: Iterable[str],
 ) -> None:
-    if created:
+    postgres = conn.dialect.name == "postgresql"
+    if created and postgres:
+        await conn.execute(PG_ORDERS_INSERT, PG_ORDERS.params(list(created.values())))
+    elif created:
         await conn.execute(ORDERS.insert(), list(created.values()))
     changed = [existing[i] for i in touched if i in existing]
-    if changed:
+    if changed and postgres:
+        await conn.execute(PG_ORDERS_UPDATE, PG_ORDERS.params(changed))
+    elif changed:
         columns = [c.name for c in ORDERS.columns if c.name != "id"]
         await conn.execute(
             update(ORDERS)
