@@ -20,6 +20,7 @@ import httpx
 import pytest
 import redis as sync_redis
 from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from rideflow.api.app import create_app
@@ -84,6 +85,9 @@ async def redis(flushed: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+TEST_JWT_SECRET = "tests-only-secret-" + "x" * 32
+
+
 def settings_for(url: str, **overrides: Any) -> Settings:
     """Test settings: a short deadline and claim timeout, no rate limits unless asked for."""
     values: dict[str, Any] = {
@@ -100,6 +104,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
         "job_retry_base_s": 0.05,
         "job_retry_max_s": 0.2,
         "job_modules": ["tests.jobtasks"],
+        "jwt_secret": TEST_JWT_SECRET,
     }
     values.update(overrides)
     return Settings(**values)
@@ -108,7 +113,10 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 def env_of(settings: Settings) -> dict[str, str]:
     """The `RIDEFLOW_*` environment that makes a child process build the same settings."""
     env = {}
-    for name, value in settings.model_dump(mode="json").items():
+    for name, dumped in settings.model_dump(mode="json").items():
+        secret = getattr(settings, name)
+        # A secret is dumped as "**********".
+        value = secret.get_secret_value() if isinstance(secret, SecretStr) else dumped
         if value is None:
             # No variable reads as None: only a field whose default is None may be left out.
             assert Settings.model_fields[name].default is None, f"{name}=None cannot be passed"

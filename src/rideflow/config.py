@@ -7,7 +7,7 @@ import logging
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,19 @@ class Settings(BaseSettings):
     food_reservation_ttl_s: int = Field(
         default=7 * 86_400, gt=0, description="How long a food order's stock reservation is kept"
     )
+
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="production: refuse to start without a strong RIDEFLOW_JWT_SECRET",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 key of access tokens (>= 32 bytes); unset: <data_dir>/jwt-secret",
+    )
+    jwt_issuer: str = "rideflow"
+    jwt_audience: str = "rideflow-api"
+    jwt_leeway_s: int = Field(default=5, ge=0, description="Clock skew allowed on exp / iat")
+    access_token_ttl_s: int = Field(default=900, gt=0, description="Access tokens live this long")
 
     rate_limit_enabled: bool = True
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))

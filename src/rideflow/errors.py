@@ -18,6 +18,20 @@ class RideflowError(Exception):
         self.extra = extra
 
 
+class Unauthorized(RideflowError):
+    """No credentials, or credentials that are not valid: the client must (re)authenticate."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(RideflowError):
+    """Valid credentials of a caller who may not do this."""
+
+    status = 403
+    title = "Forbidden"
+
+
 class NotFound(RideflowError):
     status = 404
     title = "Not found"

@@ -28,6 +28,8 @@ from rideflow.api import (
 from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
 from rideflow.api.requestlog import RequestLog, RequestLogMiddleware
+from rideflow.auth.secret import jwt_secret
+from rideflow.auth.tokens import AccessTokens
 from rideflow.config import Settings
 from rideflow.dispatch.assign import Assigner
 from rideflow.dispatch.offers import Offers
@@ -73,6 +75,7 @@ class AppState(TypedDict):
     menus: MenuCache
     restaurants: Restaurants
     food_orders: FoodOrders
+    tokens: AccessTokens
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
+        tokens = AccessTokens(settings, jwt_secret(settings))  # refuses a weak secret first
         redis = create_redis(settings, "api")
         services = build_services(settings, redis)
         # The check runs on every request: it gets a pipelined connection of its own.
@@ -110,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 menus=services.menus,
                 restaurants=services.restaurants,
                 food_orders=services.food_orders,
+                tokens=tokens,
             )
         finally:
             if request_log is not None:

@@ -54,6 +54,8 @@ RATE_HEADERS = {
     "RateLimit": {"description": "What is left of it", "schema": {"type": "string"}},
 }
 DOCS: dict[int, dict[str, Any]] = {
+    401: {"description": "No valid credentials (a bearer access token or an API key)"},
+    403: {"description": "Valid credentials of a role that may not do this"},
     404: {"description": "Unknown id"},
     409: {"description": "Conflicts with the current state"},
     413: {"description": "Body too large"},
@@ -121,7 +123,8 @@ def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RideflowError)
-    return problem(exc.status, exc.title, exc.detail, **exc.extra)
+    headers = {"WWW-Authenticate": 'Bearer realm="rideflow"'} if exc.status == 401 else None
+    return problem(exc.status, exc.title, exc.detail, headers=headers, **exc.extra)
 
 
 def _http(request: Request, exc: Exception) -> Response:
