@@ -16,6 +16,7 @@ from rideflow.drivers.store import Drivers
 from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from rideflow.jobs.registry import REGISTRY, Registry
 from rideflow.jobs.store import Jobs
+from rideflow.orders.pins import TripPins
 from rideflow.orders.store import Orders
 from rideflow.record.db import Record
 from rideflow.redis.scripts import Scripts
@@ -39,6 +40,7 @@ class Services:
     offers: Offers
     dispatcher: Dispatcher
     assigner: Assigner
+    pins: TripPins
     jobs: Jobs
     registry: Registry
     record: Record
@@ -82,6 +84,7 @@ def build_services(
         offers=offers,
         dispatcher=dispatcher,
         assigner=Assigner(redis, orders, dispatcher),
+        pins=TripPins(redis, scripts, settings),
         jobs=jobs,
         registry=registry,
         record=record,

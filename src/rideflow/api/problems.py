@@ -123,8 +123,12 @@ def _unexpected(request: Request, exc: Exception) -> Response:
 
 def _domain(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RideflowError)
-    headers = {"WWW-Authenticate": 'Bearer realm="rideflow"'} if exc.status == 401 else None
-    return problem(exc.status, exc.title, exc.detail, headers=headers, **exc.extra)
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="rideflow"'
+    if "retry_after" in exc.extra:
+        headers["Retry-After"] = str(exc.extra["retry_after"])
+    return problem(exc.status, exc.title, exc.detail, headers=headers or None, **exc.extra)
 
 
 def _http(request: Request, exc: Exception) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,7 +73,10 @@ class RideView(OrderView):
 
 class OrderEvent(BaseModel):
     id: str = Field(description="Stream id; pass it as `after` to read only later events")
-    status: OrderStatus
+    status: OrderStatus | Literal["PIN_LOCKED"] = Field(
+        description="The status entered, or PIN_LOCKED (not a transition: five wrong trip PINs"
+        " locked the driver's step for five minutes)"
+    )
     at: datetime
     driver_id: str | None = None
     offer_id: str | None = None

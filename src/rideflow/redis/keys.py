@@ -89,6 +89,11 @@ def driver_ratings(city: str, driver_id: str) -> str:
     return _city(city, "driver", driver_id, "ratings")
 
 
+def trip_pin_misses(city: str, order_id: str) -> str:
+    """Counter of wrong trip PINs presented for an order (expires; at the limit it is the lock)."""
+    return _city(city, "pin", order_id)
+
+
 def idempotency(city: str, scope: str, key: str) -> str:
     """String holding the id created under an `Idempotency-Key`."""
     return _city(city, "idem", scope, key)

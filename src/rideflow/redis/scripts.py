@@ -99,6 +99,7 @@ class Scripts:
     menu_unlock: Lua
     food_order: Lua
     food_release: Lua
+    trip_pin_check: Lua
 
     @classmethod
     def register(cls, redis: Executor) -> Scripts:
