@@ -17,7 +17,6 @@ from bench.harness import (
     DISPATCH_CONCURRENCY,
     DRIVERS,
     HOST,
-    JSON_HEADERS,
     OUT,
     POSITION_BATCH,
     SEED,
@@ -31,6 +30,7 @@ from bench.harness import (
     brief,
     cancel_live,
     failures,
+    json_auth_headers,
     latency_summary,
     point_in_disc,
     point_in_square,
@@ -267,7 +267,9 @@ def position_bodies(fleet: Fleet) -> list[bytes]:
 async def check_batch(server: Server, body: bytes) -> None:
     """One batch through httpx: every position accepted, none rejected."""
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=10) as client:
-        reply = await client.post("/v1/drivers/locations", content=body, headers=JSON_HEADERS)
+        reply = await client.post(
+            "/v1/drivers/locations", content=body, headers=json_auth_headers()
+        )
     answer = reply.json() if reply.status_code == 200 else {}
     if answer.get("accepted") != BATCH_SIZE or answer.get("rejected") != []:
         raise RuntimeError(
@@ -280,9 +282,10 @@ async def figure_positions(procs: Processes, redis_url: str, fleet: Fleet) -> Fi
     """Closed loop of 500-position batches; positions/s counts only 200 answers."""
     bodies = position_bodies(fleet)
     api = await start_api(procs, "api-positions", rideflow_env(redis_url))
+    headers = json_auth_headers()  # a batch of many drivers' positions: ADMIN
 
     def make(i: int) -> RequestSpec:
-        return ("POST", "/v1/drivers/locations", bodies[i % BATCH_BODIES], JSON_HEADERS)
+        return ("POST", "/v1/drivers/locations", bodies[i % BATCH_BODIES], headers)
 
     try:
         await check_batch(api, bodies[0])

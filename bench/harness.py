@@ -1,6 +1,7 @@
 """What every figure of `make bench` shares: the processes it starts (each stopped by its own pid),
-their environment, places in Bengaluru, the seeded fleet, RideFlow's services in this process,
-latency summaries and the audit.
+their environment, credentials for them (access tokens signed with the secret they are given),
+places in Bengaluru, the seeded fleet, RideFlow's services in this process, latency summaries and
+the audit.
 
 Only loopback is used, and never the machine's own Redis on port 6379.
 """
@@ -8,6 +9,7 @@ Only loopback is used, and never the machine's own Redis on port 6379.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -27,6 +29,8 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from bench.loadgen import LoadResult, percentile
+from rideflow.auth.principal import Role
+from rideflow.auth.tokens import AccessTokens
 from rideflow.config import Settings
 from rideflow.dispatch.audit import audit
 from rideflow.drivers.schemas import DriverCreate, DriverLocation
@@ -46,6 +50,11 @@ CITY = "blr"
 CENTRE = (12.9716, 77.5946)
 SEED = 20_251_123
 JSON_HEADERS = {"Content-Type": "application/json"}
+BENCH_JWT_SECRET = "rideflow-bench-only-jwt-secret-" + "b" * 33
+"""The signing secret every RideFlow process of the benchmark is given (and tokens are minted
+with): explicit, so no process falls back to a development secret file."""
+BENCH_TOKEN_TTL_S = 6 * 3600
+"""Tokens minted once serve a whole run, however long."""
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 WARMUP_S = 1.0
@@ -320,6 +329,7 @@ def rideflow_env(
         RIDEFLOW_RATE_POLICIES=json.dumps({"default": policy}),
         RIDEFLOW_RATE_ROUTES="[]",
         RIDEFLOW_DRIVER_STALE_S=str(STALE_S),
+        RIDEFLOW_JWT_SECRET=BENCH_JWT_SECRET,
         PYTHONUNBUFFERED="1",
     )
     env.update({f"RIDEFLOW_{name.upper()}": value for name, value in (extra or {}).items()})
@@ -434,8 +444,37 @@ def bench_settings(redis_url: str, **overrides: Any) -> Settings:
         "driver_stale_s": STALE_S,
         "rate_limit_enabled": False,
         "log_level": "WARNING",
+        "jwt_secret": BENCH_JWT_SECRET,
     }
     return Settings(**(values | overrides))
+
+
+# ---------------------------------------------------------------------------------------------
+# Credentials
+
+
+@functools.cache
+def access_tokens() -> AccessTokens:
+    """Issues tokens exactly as the processes under test verify them (same secret, issuer and
+    audience: the settings they get)."""
+    settings = bench_settings("redis://127.0.0.1:1/0")  # the URL is not used
+    return AccessTokens(settings, BENCH_JWT_SECRET.encode())
+
+
+def access_token(role: Role = Role.ADMIN, subject: str | None = None) -> str:
+    """A signed access token for `subject` (default `bench-<role>`) as `role`."""
+    who = subject or f"bench-{role.value.lower()}"
+    return access_tokens().issue(who, role, ttl_s=BENCH_TOKEN_TTL_S).token
+
+
+def auth_headers(role: Role = Role.ADMIN, subject: str | None = None) -> dict[str, str]:
+    """`Authorization: Bearer` for `subject` as `role`."""
+    return {"Authorization": f"Bearer {access_token(role, subject)}"}
+
+
+def json_auth_headers(role: Role = Role.ADMIN, subject: str | None = None) -> dict[str, str]:
+    """A JSON body's headers with credentials: what every figure's writes send."""
+    return {**JSON_HEADERS, **auth_headers(role, subject)}
 
 
 @asynccontextmanager

@@ -22,13 +22,13 @@ from redis.asyncio import Redis
 
 from bench.harness import (
     HOST,
-    JSON_HEADERS,
     SEED,
     WARMUP_S,
     Figure,
     Processes,
     Server,
     SetupError,
+    json_auth_headers,
     latency_summary,
     rideflow_env,
     say,
@@ -191,9 +191,10 @@ def submitter() -> tuple[Callable[[int], RequestSpec], OnResponse, list[str]]:
     with (filled in as the 202s come)."""
     body = orjson.dumps({"task": "send_email", "payload": orjson.loads(SEND_EMAIL)})
     job_ids: list[str] = []
+    headers = json_auth_headers()
 
     def make(_i: int) -> RequestSpec:
-        return ("POST", "/v1/jobs", body, JSON_HEADERS)
+        return ("POST", "/v1/jobs", body, headers)
 
     def seen(_i: int, status: int, answer: bytes) -> None:
         if status == 202:

@@ -25,6 +25,7 @@ from bench.harness import (
     Figure,
     Processes,
     Server,
+    auth_headers,
     brief,
     failures,
     rideflow_env,
@@ -32,6 +33,7 @@ from bench.harness import (
     start_api,
 )
 from bench.loadgen import LoadResult, fixed_request, run_load
+from rideflow.auth.principal import Role
 
 ROUNDS = 3
 CONNECTIONS = 32
@@ -41,7 +43,9 @@ TARGET_RATIO = 5.0
 
 
 async def seed_menu(server: Server) -> str:
-    async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=10) as c:
+    async with httpx.AsyncClient(
+        base_url=f"http://{HOST}:{server.port}", timeout=10, headers=auth_headers(Role.ADMIN)
+    ) as c:
         r = await c.post(
             "/v1/restaurants",
             json={"name": "Bench Bistro", "location": {"lat": 12.9716, "lng": 77.5946}},
@@ -64,7 +68,7 @@ async def saturate(server: Server, path: str) -> LoadResult:
     result = await run_load(
         HOST,
         server.port,
-        fixed_request("GET", path),
+        fixed_request("GET", path, headers=auth_headers(Role.CUSTOMER)),  # a customer reads
         mode="closed",
         connections=CONNECTIONS,
         duration_s=DURATION_S,

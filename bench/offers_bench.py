@@ -24,7 +24,6 @@ from bench.harness import (
     DISPATCH_CONCURRENCY,
     DRIVERS,
     HOST,
-    JSON_HEADERS,
     SEED,
     SQUARE_KM,
     WARMUP_S,
@@ -32,7 +31,9 @@ from bench.harness import (
     Processes,
     Server,
     audit_city,
+    auth_headers,
     cancel_live,
+    json_auth_headers,
     latency_summary,
     point_in_disc,
     point_in_square,
@@ -44,6 +45,7 @@ from bench.harness import (
 )
 from bench.loadgen import RequestSpec, run_load
 from bench.verify import freed_by, last_event_id, replay, verdict_text
+from rideflow.auth.principal import Role
 from rideflow.orders.schemas import RideCreate
 from rideflow.orders.store import Orders
 from rideflow.redis import keys
@@ -130,9 +132,10 @@ async def figure_assign(procs: Processes, svc: Services, redis_url: str) -> Figu
     server_ms: list[float] = []
     drivers: list[str] = []
     unreadable = 0
+    headers = json_auth_headers()  # the merchant's back end; ADMIN may act for anyone
 
     def make(i: int) -> RequestSpec:
-        return ("POST", "/v1/delivery/assign", bodies[i], JSON_HEADERS)
+        return ("POST", "/v1/delivery/assign", bodies[i], headers)
 
     def seen(_i: int, status: int, body: bytes) -> None:
         nonlocal unreadable
@@ -277,8 +280,10 @@ async def reject_one(
     client: httpx.AsyncClient, watch: OfferWatch, body: dict[str, Any], outcome: Counter[str]
 ) -> str | None:
     """One ride through HTTP: create it, the driver offered reads the offer and rejects it, and
-    once the next driver is offered the rider cancels. Returns the ride id."""
-    r = await client.post("/v1/rides", json=body)
+    once the next driver is offered the rider cancels, each with their own token. Returns the
+    ride id."""
+    rider = auth_headers(Role.CUSTOMER, body["rider_id"])
+    r = await client.post("/v1/rides", json=body, headers=rider)
     if r.status_code != 202:
         outcome[f"create {r.status_code}"] += 1
         return None
@@ -289,13 +294,14 @@ async def reject_one(
     except TimeoutError:
         outcome["never offered"] += 1
         return ride_id
-    r = await client.get(f"/v1/drivers/{driver}/offers")
+    as_driver = auth_headers(Role.DRIVER, driver)
+    r = await client.get(f"/v1/drivers/{driver}/offers", headers=as_driver)
     pending = [o for o in r.json().get("offers", []) if o["offer_id"] == offer_id]
     if r.status_code != 200 or not pending:
         outcome["offer not pending"] += 1
         return ride_id
     answer = {"driver_id": driver, "token": pending[0]["token"]}
-    r = await client.post(f"/v1/offers/{offer_id}/reject", json=answer)
+    r = await client.post(f"/v1/offers/{offer_id}/reject", json=answer, headers=as_driver)
     if r.status_code != 200 or r.json()["status"] != "REJECTED":
         outcome[f"reject {r.status_code}"] += 1
         return ride_id
@@ -304,7 +310,7 @@ async def reject_one(
     except TimeoutError:
         outcome["not offered again"] += 1
         return ride_id
-    r = await client.post(f"/v1/rides/{ride_id}/cancel")
+    r = await client.post(f"/v1/rides/{ride_id}/cancel", headers=rider)
     outcome["done" if r.status_code == 200 else f"cancel {r.status_code}"] += 1
     return ride_id
 

@@ -8,9 +8,10 @@ root; `--only FIGURE` (repeatable) measures some figures and leaves RESULTS.md a
 This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the run and the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
-the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, and
-what they share in
-`harness.py`.
+the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
+JWT check) in `jwt_bench.py`, and what they share in `harness.py`. Every request to a RideFlow
+process carries an access token (`harness.auth_headers`), signed with the secret the processes are
+given.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bench import (
     dispatch_bench,
     jobs_bench,
     jobs_peer,
+    jwt_bench,
     menu_bench,
     nearest_bench,
     offers_bench,
@@ -52,7 +54,6 @@ from bench.harness import (
     CORES,
     HOST,
     HUGE_LIMIT,
-    JSON_HEADERS,
     LOGS,
     OUT,
     ROOT,
@@ -64,9 +65,11 @@ from bench.harness import (
     Server,
     SetupError,
     Target,
+    auth_headers,
     brief,
     failures,
     free_port,
+    json_auth_headers,
     latency_summary,
     make_fleet,
     point_in_disc,
@@ -81,6 +84,7 @@ from bench.harness import (
 )
 from bench.loadgen import LoadResult, MakeRequest, RequestSpec, run_load
 from rideflow.api.ratelimit import RateLimiter
+from rideflow.auth.principal import Role
 from rideflow.config import Algorithm, RatePolicy, Settings
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
@@ -232,6 +236,16 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "- (information)",
         ),
     ),
+    "jwt": (
+        Target(
+            "jwt_added",
+            "16. JWT check added to a request (a route with `AnyCaller` vs the same without)",
+            "median <= 0.1 ms",
+        ),
+        Target(
+            "jwt_verify", "16. one `AccessTokens.verify` (HS256), in process", "median <= 0.1 ms"
+        ),
+    ),
 }
 
 
@@ -272,7 +286,8 @@ async def start_baseline(procs: Processes, redis_url: str) -> Server:
 
 
 def ride_requests() -> MakeRequest:
-    """Ride requests, each body with its own rider and pickup, cycling over RIDE_BODIES."""
+    """Ride requests, each body with its own rider and pickup, cycling over RIDE_BODIES; each
+    carries its rider's own access token (a CUSTOMER acts only as themselves)."""
     rng = random.Random(SEED)
     specs: list[RequestSpec] = []
     for i in range(RIDE_BODIES):
@@ -282,7 +297,8 @@ def ride_requests() -> MakeRequest:
             "pickup": {"lat": pickup[0], "lng": pickup[1]},
             "dropoff": {"lat": dropoff[0], "lng": dropoff[1]},
         }
-        specs.append(("POST", "/v1/rides", orjson.dumps(body), JSON_HEADERS))
+        headers = json_auth_headers(Role.CUSTOMER, f"rider-{i}")
+        specs.append(("POST", "/v1/rides", orjson.dumps(body), headers))
 
     def make(i: int) -> RequestSpec:
         return specs[i % RIDE_BODIES]
@@ -380,7 +396,7 @@ def rides_figure(ours: list[LoadResult], theirs: list[LoadResult], steady: LoadR
 async def check_limiting(server: Server, *, limited: bool) -> None:
     """The 404 path answers 404, with RateLimit headers exactly when limits are on."""
     async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=5) as client:
-        reply = await client.get(LIMIT_PATH)
+        reply = await client.get(LIMIT_PATH, headers=auth_headers(Role.ADMIN))
     if reply.status_code != 404 or ("ratelimit" in reply.headers) != limited:
         raise RuntimeError(
             f"{server.name}: GET {LIMIT_PATH} gave {reply.status_code} with headers "
@@ -392,8 +408,10 @@ async def sequential_404(server: Server) -> LoadResult:
     """One request at a time against the 404 path, so each latency is the request's own
     (an open-loop schedule would add the generator's millisecond timer granularity)."""
 
+    headers = auth_headers(Role.ADMIN)
+
     def make(_i: int) -> RequestSpec:
-        return ("GET", LIMIT_PATH, b"", {})
+        return ("GET", LIMIT_PATH, b"", headers)
 
     result = await run_load(
         HOST,
@@ -561,6 +579,8 @@ async def run_figures(
     if "nearest" in only:
         await flush(url)
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)
+    if "jwt" in only:
+        figures["jwt"] = await measure("jwt", jwt_bench.figure_jwt(procs), procs)
     return {name: figures[name] for name in TARGETS if name in figures}
 
 
@@ -664,7 +684,10 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         " free port holds everything; every RideFlow process is started by the benchmark with"
         " `RIDEFLOW_LOG_LEVEL=WARNING`, `RIDEFLOW_DRIVER_STALE_S=300`, `RIDEFLOW_RATE_ROUTES=[]`"
         " and a token-bucket `default` policy of 10^9 requests/s, rate limiting off unless"
-        " stated. HTTP load comes from `bench/loadgen.py` (keep-alive HTTP/1.1, one request in"
+        " stated, and an explicit `RIDEFLOW_JWT_SECRET`; every request to them carries an access"
+        " token signed with it (`bench/harness.py`: ADMIN for set-up, batch positions, jobs and"
+        " assignments; the rider's or the driver's own token where one person acts)."
+        " HTTP load comes from `bench/loadgen.py` (keep-alive HTTP/1.1, one request in"
         " flight per connection) running in the benchmark process, so the load generator, the"
         f" server and Redis share the machine's {CORES} cores."
         " Percentiles are nearest-rank over every post-warmup request; open-loop latency is"
@@ -686,7 +709,10 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         f" Throughput is the median over rounds; the ratio is RideFlow's median over the"
         f" baseline's. Bodies cycle over {RIDE_BODIES:,} pre-built requests, each with its own"
         f" `rider_id`, pickup and dropoff uniformly within {RIDE_RADIUS_KM} km of the centre of"
-        f" Bengaluru. Any answer other than 202 counts as a failure. Then open loop at"
+        f" Bengaluru, and the rider's own CUSTOMER access token: RideFlow verifies it (figure"
+        f" 16 measures what that adds), the baseline reads no token at all, so the comparison"
+        f" charges RideFlow for authentication the baseline does not do."
+        f" Any answer other than 202 counts as a failure. Then open loop at"
         f" {OPEN_RATE:,.0f} req/s offered, {OPEN_CONNECTIONS} connections, {WARMUP_S:g} s warmup"
         f" + {OPEN_DURATION_S:g} s.",
         dispatch_bench.dispatch_note(seeded),
@@ -698,7 +724,9 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         f" {LIMIT_DURATION_S:g} s, against `GET {LIMIT_PATH}` (a 404 after one Redis read;"
         f" with limits on it still passes one token-bucket check, and no 429 is allowed). The"
         f" added latency is the median p50 with limits on minus the median p50 with them off;"
-        f" a sample request checks the `RateLimit` headers are present exactly when on."
+        f" a sample request checks the `RateLimit` headers are present exactly when on. Requests"
+        f" carry an ADMIN token, verified once either way (by the limiter, which counts the user,"
+        f" when on; by the route otherwise), so the difference is the limiter's."
         f" (b, for information) `RateLimiter.hit` called in this process {LIMIT_CALLS:,} times"
         f" in a row per algorithm (after {LIMIT_WARM_CALLS} warm-up calls), limit 10^9 per"
         f" 60 s so every hit is admitted; the time is the whole awaited call, Redis round trip"
@@ -711,6 +739,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         jobs_peer.jobs_peer_note(),
         menu_bench.menu_note(),
         nearest_bench.nearest_note(),
+        jwt_bench.jwt_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rideflow.auth.principal import Role
+
 log = logging.getLogger(__name__)
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket"]
 Strategy = Literal["nearest", "rating", "eta"]
@@ -190,6 +192,18 @@ class Settings(BaseSettings):
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
     rate_routes: list[RateRoute] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
     rate_default_policy: str | None = "default"
+    rate_role_multipliers: dict[Role, float] = Field(
+        default_factory=lambda: {Role.ADMIN: 10.0},
+        description="A signed-in user's limits are each policy's times their role's factor "
+        "(absent: 1); anonymous calls, counted per address, get the policies as written",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins a browser may call the API from (CORS); empty: CORS off",
+    )
+    cors_allow_credentials: bool = Field(
+        default=False, description="Let those origins send cookies / HTTP auth (CORS)"
+    )
     trusted_proxies: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=512 * 1024, gt=0)
 
@@ -226,6 +240,10 @@ class Settings(BaseSettings):
             raise ValueError(f"rate routes name unknown policies: {sorted(missing)}")
         for proxy in self.trusted_proxies:
             ipaddress.ip_network(proxy, strict=False)
+        if any(f <= 0 for f in self.rate_role_multipliers.values()):
+            raise ValueError("rate_role_multipliers must be positive")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins must name the origins when credentials are allowed")
         # The retention is also how long an offer's hash is kept: one gone before its deadline
         # was swept stranded its order and driver. Scripts keep an offer past its lease anyway
         # (a delivery may set its own window); this refuses a setting that contradicts itself.

@@ -74,7 +74,7 @@ async def test_entries_name_the_route_template_and_the_rate_limit_decision(
         ("GET", "/v1/rides/{ride_id}", "200", "default", "allow"),
         ("GET", "(unmatched)", "404", "default", "allow"),
     ]
-    assert {e["client"] for e in await logged(redis)} == {"127.0.0.1"}
+    assert {e["client"] for e in await logged(redis)} == {"ip:127.0.0.1"}
 
 
 async def test_the_request_log_can_be_turned_off(flushed: RedisServer, redis: Redis) -> None:

@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from starlette.middleware.cors import CORSMiddleware
 
 from rideflow import __version__
 from rideflow.api import (
@@ -25,7 +26,7 @@ from rideflow.api import (
     restaurants,
     rides,
 )
-from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from rideflow.api.middleware import BodyLimitMiddleware, JsonBodyMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
 from rideflow.api.requestlog import RequestLog, RequestLogMiddleware
 from rideflow.auth.secret import jwt_secret
@@ -54,8 +55,10 @@ queued per city; dispatcher workers find the best available driver, reserve them
 the order; the driver accepts or rejects within a window, and a rejection or a lapse moves on to
 the next driver at once. Deliveries can also be assigned synchronously (`POST /v1/delivery/assign`).
 
-Every error is `application/problem+json` (RFC 9457). Requests are rate limited per client
-address; limited responses carry `RateLimit-Policy` and `RateLimit` headers.
+Every error is `application/problem+json` (RFC 9457). A request that changes state and has a
+body must send it as `Content-Type: application/json` (415 otherwise; the token route takes the
+OAuth2 form). Requests are rate limited per user once signed in, per client address otherwise;
+limited responses carry `RateLimit-Policy` and `RateLimit` headers.
 """
 
 
@@ -142,7 +145,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks)
+    app.add_middleware(JsonBodyMiddleware)  # headers only: refused before any Redis call
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # outside the others, so that their refusals carry CORS headers
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
+            expose_headers=["RateLimit", "RateLimit-Policy", "Retry-After", "Location"],
+        )
     if settings.request_log_enabled:  # outermost: it sees every answer, 413 and 429 included
         app.add_middleware(RequestLogMiddleware, trusted=settings.trusted_networks)
     return app

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware at the edge: body size cap, client address, rate limits."""
+"""Pure ASGI middleware at the edge: body size cap, JSON bodies only, client address, the
+caller (a bearer token verified once, before routing) and rate limits per user or per address."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rideflow.api.problems import UNLIMITED_PREFIXES, problem, redis_failure
-from rideflow.api.ratelimit import RateLimiter
+from rideflow.api.ratelimit import RateLimiter, client_key
 from rideflow.api.requestlog import CLIENT_SCOPE_KEY, RATE_SCOPE_KEY
+from rideflow.api.security import PRINCIPAL, TOKEN_URL
+from rideflow.auth.principal import Principal
+from rideflow.auth.tokens import AccessTokens
+from rideflow.errors import Unauthorized
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,6 +75,91 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_ROUTES = frozenset({("POST", TOKEN_URL)})
+"""Routes whose body is a form by specification (the OAuth2 password flow)."""
+JSON = "application/json"
+
+
+def json_media_type(value: bytes) -> bool:
+    """Whether a `Content-Type` is JSON: `application/json` or `application/<x>+json`, with no
+    charset but UTF-8 (JSON is UTF-8, RFC 8259)."""
+    media, _, params = value.partition(b";")
+    media = media.strip().lower()
+    if media != b"application/json" and not (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    ):
+        return False
+    for param in params.split(b";"):
+        name, _, v = param.partition(b"=")
+        if name.strip().lower() == b"charset" and v.strip(b' "').lower() not in (b"utf-8", b"utf8"):
+            return False
+    return True
+
+
+class JsonBodyMiddleware:
+    """Refuse a state-changing request whose body is not JSON with 415, before anything reads
+    it. A form or `text/plain` body is what a web page may send cross-site without a CORS
+    preflight; demanding JSON makes the browser ask first. Headers only: no body is read."""
+
+    def __init__(self, app: ASGIApp, exempt: frozenset[tuple[str, str]] = FORM_ROUTES) -> None:
+        self.app, self.exempt = app, exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in STATE_CHANGING
+            or (scope["method"], scope["path"]) in self.exempt
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = False
+        media: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                body = body or value.strip() != b"0"
+            elif name == b"transfer-encoding":
+                body = True
+            elif name == b"content-type":
+                media = value
+        if not body or (media is not None and json_media_type(media)):
+            await self.app(scope, receive, send)
+            return
+        sent = media.decode("latin-1")[:100] if media is not None else "no Content-Type"
+        response = problem(
+            415,
+            "Unsupported media type",
+            f"{scope['method']} {scope['path']} takes a JSON body: send "
+            f"`Content-Type: {JSON}` (got {sent})",
+        )
+        await response(scope, receive, send)
+
+
+def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, read as FastAPI's
+    `OAuth2PasswordBearer` reads it."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def verified_caller(scope: Scope) -> Principal | None:
+    """The caller a bearer token names, kept in the scope so that the route does not verify it
+    again; None without a token or with one that fails (the route answers 401 for it)."""
+    token = bearer_token(scope["headers"])
+    if token is None:
+        return None
+    tokens: AccessTokens = scope["state"]["tokens"]  # made by the lifespan
+    try:
+        principal = tokens.verify(token)
+    except Unauthorized:
+        return None
+    scope[PRINCIPAL] = principal
+    return principal
+
+
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The client's address: the peer, unless the peer is a trusted proxy, in which case the
     right-most address of `X-Forwarded-For` that is not itself a trusted proxy."""
@@ -99,7 +189,12 @@ def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
 
 
 class RateLimitMiddleware:
-    """Count every request against its route's policy; 429 when over, 503 when Redis is down."""
+    """Count every request against its route's policy; 429 when over, 503 when Redis is down.
+
+    A request with a valid bearer token is counted as its user (`user:<subject>`) under their
+    role's policy; any other as its address (`ip:<addr>`): anonymous calls, an invalid token,
+    and API keys, which are not looked up here (a key that was not verified would let a
+    client mint fresh budgets by varying it)."""
 
     def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
         self.app, self.trusted = app, trusted
@@ -120,10 +215,11 @@ class RateLimitMiddleware:
             ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
             or None
         )
-        client = client_address(peer, forwarded, self.trusted)
+        caller = verified_caller(scope)
+        client = client_key(caller, client_address(peer, forwarded, self.trusted))
         scope[CLIENT_SCOPE_KEY] = client
         try:
-            decision = await limiter.hit(name, client)
+            decision = await limiter.hit(name, client, caller.role if caller else None)
         except RedisError as exc:
             await redis_failure(exc, f"rate limit of {path}")(scope, receive, send)
             return

@@ -59,6 +59,7 @@ DOCS: dict[int, dict[str, Any]] = {
     404: {"description": "Unknown id"},
     409: {"description": "Conflicts with the current state"},
     413: {"description": "Body too large"},
+    415: {"description": "A body that is not `application/json`"},
     422: {"description": "Invalid input (malformed JSON included), with the field and the reason"},
     429: {"description": "Rate limited", "headers": {"Retry-After": RETRY_AFTER, **RATE_HEADERS}},
     503: {
@@ -228,14 +229,22 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas.pop("ValidationError", None)
         schemas["Problem"] = Problem.model_json_schema()
         for path, operations in doc.get("paths", {}).items():
-            for operation in operations.values():
+            for method, operation in operations.items():
                 answers = operation.setdefault("responses", {})
                 edge = [413] if path.startswith("/healthz") else [413, 503]
                 if not path.startswith(UNLIMITED_PREFIXES):
                     edge.append(429)
                 if "422" in answers:  # FastAPI's own, for routes with parameters
                     edge.append(422)
+                if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and not _form(operation):
+                    edge.append(415)  # a body that is not JSON (JsonBodyMiddleware)
                 for status in edge:
                     answers[str(status)] = _doc(status)
         app.openapi_schema = doc
     return app.openapi_schema
+
+
+def _form(operation: dict[str, Any]) -> bool:
+    """Whether an operation takes a form (the OAuth2 token route) rather than JSON."""
+    content = operation.get("requestBody", {}).get("content", {})
+    return "application/x-www-form-urlencoded" in content or "multipart/form-data" in content

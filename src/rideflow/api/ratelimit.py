@@ -1,5 +1,8 @@
 """Rate limits per client under per-route policies: fixed window, sliding window and token bucket,
-each one atomic Lua call on Redis time, reported with the IETF RateLimit headers."""
+each one atomic Lua call on Redis time, reported with the IETF RateLimit headers.
+
+A client is a user (`user:<subject>`, from a verified access token) or an address
+(`ip:<addr>`); a user's limits are their role's (`rate_role_multipliers`)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from rideflow.auth.principal import Principal, Role
 from rideflow.config import RatePolicy, Settings
 from rideflow.redis import keys
 from rideflow.redis.scripts import Scripts
@@ -54,6 +58,24 @@ def parse_verdict(reply: list[Any]) -> Verdict:
     return Verdict(allowed == 1, int(remaining), int(reset_ms), int(retry_ms))
 
 
+def client_key(caller: Principal | None, address: str) -> str:
+    """Who a request is counted as: an account by its subject, anything else by its address (an
+    API key's back end too: its key is not looked up before routing)."""
+    if caller is not None and caller.kind == "user":
+        return f"user:{caller.subject}"
+    return f"ip:{address}"
+
+
+def scaled(policy: RatePolicy, factor: float) -> RatePolicy:
+    """`policy` with its limit (and burst) times `factor`, never below 1."""
+    if factor == 1:
+        return policy
+    burst = None if policy.burst is None else max(1, math.ceil(policy.burst * factor))
+    return policy.model_copy(
+        update={"limit": max(1, math.ceil(policy.limit * factor)), "burst": burst}
+    )
+
+
 def _route_pattern(path: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^/{}]+\})", path)
     regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
@@ -66,6 +88,11 @@ class RateLimiter:
     def __init__(self, scripts: Scripts, settings: Settings) -> None:
         self.scripts = scripts
         self.policies = settings.rate_policies
+        self.role_policies = {
+            (name, role): scaled(policy, settings.rate_role_multipliers.get(role, 1.0))
+            for name, policy in self.policies.items()
+            for role in Role
+        }
         self.default = settings.rate_default_policy
         self.routes = [
             (r.method.upper(), _route_pattern(r.path), r.policy) for r in settings.rate_routes
@@ -79,9 +106,14 @@ class RateLimiter:
                 return name
         return self.default
 
-    async def hit(self, name: str, client: str) -> Decision:
-        """Count one hit of `client` under policy `name`, admitting it or not."""
-        policy = self.policies[name]
+    def policy(self, name: str, role: Role | None = None) -> RatePolicy:
+        """Policy `name` as it applies to a caller of `role` (None: anonymous, the policy)."""
+        return self.policies[name] if role is None else self.role_policies[name, role]
+
+    async def hit(self, name: str, client: str, role: Role | None = None) -> Decision:
+        """Count one hit of `client` (of `role`, if a user) under policy `name`, admitting it
+        or not."""
+        policy = self.policy(name, role)
         key = keys.rate_limit(name, client)
         window_ms = max(1, int(policy.window_s * 1000))
         if policy.algorithm == "fixed_window":

@@ -25,6 +25,9 @@ from redis.exceptions import RedisError
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rideflow.api.ratelimit import client_key
+from rideflow.api.security import PRINCIPAL
+from rideflow.auth.principal import Principal
 from rideflow.config import Settings
 from rideflow.redis import keys
 from rideflow.redis.scripts import Scripts
@@ -35,7 +38,8 @@ RATE_SCOPE_KEY = "rideflow.rate"
 """Where the rate-limit middleware leaves (policy, 'allow' | 'deny') for the request log."""
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CLIENT_SCOPE_KEY = "rideflow.client"
-"""Where the rate-limit middleware leaves the client address it derived."""
+"""Where the rate-limit middleware leaves the client it counted (`user:<subject>` or
+`ip:<addr>`)."""
 UNMATCHED = "(unmatched)"
 """The route of a request no route matched (its path is not kept: unbounded and the client's)."""
 
@@ -189,7 +193,10 @@ def _log(scope: Scope, status: int, started_ns: int, trusted: Sequence[Network])
             ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
             or None
         )
-        client = client_address(peer, forwarded, trusted) if forwarded else (peer or "")
+        address = client_address(peer, forwarded, trusted) if forwarded else (peer or "")
+        # The route's caller, when it took one (left in the scope by `authenticate`).
+        caller = scope.get(PRINCIPAL)
+        client = client_key(caller if isinstance(caller, Principal) else None, address)
     sink.add(
         {
             "at": time.time_ns() // 1000,
