@@ -320,6 +320,9 @@ def rideflow_env(
         RIDEFLOW_RATE_POLICIES=json.dumps({"default": policy}),
         RIDEFLOW_RATE_ROUTES="[]",
         RIDEFLOW_DRIVER_STALE_S=str(STALE_S),
+        # send_email logs instead of writing a file per message: the job figures measure the
+        # queue, not a mail transport.
+        RIDEFLOW_EMAIL_TRANSPORT="log",
         PYTHONUNBUFFERED="1",
     )
     env.update({f"RIDEFLOW_{name.upper()}": value for name, value in (extra or {}).items()})

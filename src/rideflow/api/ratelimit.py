@@ -79,9 +79,10 @@ class RateLimiter:
                 return name
         return self.default
 
-    async def hit(self, name: str, client: str) -> Decision:
-        """Count one hit of `client` under policy `name`, admitting it or not."""
-        policy = self.policies[name]
+    async def hit(self, name: str, client: str, policy: RatePolicy | None = None) -> Decision:
+        """Count one hit of `client` under policy `name` (or `policy`, named `name`, for limits
+        kept outside the route policies: logins), admitting it or not."""
+        policy = policy or self.policies[name]
         key = keys.rate_limit(name, client)
         window_ms = max(1, int(policy.window_s * 1000))
         if policy.algorithm == "fixed_window":
