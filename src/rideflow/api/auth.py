@@ -70,7 +70,7 @@ async def register(body: Register, identity: IdentityDep) -> AccountView:
 @router.post(
     "/v1/auth/token",
     response_model=TokenPair,
-    responses={**responses(422), 401: {"description": WRONG}, 403: {"description": DISABLED}},
+    responses=responses(401, 403, 422),
     summary="Log in (OAuth2 password flow: form fields `username` = email, `password`)",
 )
 async def token(
@@ -91,7 +91,7 @@ async def token(
 @router.post(
     "/v1/auth/refresh",
     response_model=TokenPair,
-    responses={**responses(422), 401: {"description": "Refresh token unknown, used or revoked"}},
+    responses=responses(401, 403, 422),
     summary="A new access token and refresh token for a refresh token (which is used up)",
 )
 async def refresh(body: RefreshRequest, identity: IdentityDep) -> TokenPair:
@@ -119,7 +119,7 @@ async def logout(body: RefreshRequest, identity: IdentityDep) -> Response:
 @router.get(
     "/v1/me",
     response_model=AccountView,
-    responses=responses(404),
+    responses=responses(401, 403, 404),
     summary="The caller's account",
 )
 async def me(caller: AnyCaller, identity: IdentityDep) -> AccountView:
@@ -134,6 +134,7 @@ async def me(caller: AnyCaller, identity: IdentityDep) -> AccountView:
 @router.post(
     "/v1/auth/password-reset",
     status_code=202,
+    response_class=Response,
     responses=responses(422),
     summary="Email a one-time password-reset token (always 202: the answer says nothing about "
     "whether the email has an account)",
@@ -170,7 +171,7 @@ async def password_reset(body: ResetRequest, request: Request, identity: Identit
 @router.post(
     "/v1/auth/password-reset/confirm",
     status_code=204,
-    responses={**responses(404, 422), 401: {"description": "Reset token unknown, used or expired"}},
+    responses=responses(401, 404, 422),
     summary="Set a new password with a reset token (once); every login of the account ends",
 )
 async def password_reset_confirm(body: ResetConfirm, identity: IdentityDep) -> Response:
@@ -189,7 +190,7 @@ KeyId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
     "/v1/admin/api-keys",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=responses(422),
+    responses=responses(401, 403, 422),
     tags=["admin"],
     summary="Create a service API key (send it as `X-API-Key`); the key is shown only here",
 )
@@ -202,6 +203,7 @@ async def create_api_key(
 @router.get(
     "/v1/admin/api-keys",
     response_model=ApiKeyList,
+    responses=responses(401, 403),
     tags=["admin"],
     summary="Every API key, revoked ones included (never the keys themselves)",
 )
@@ -212,7 +214,7 @@ async def list_api_keys(caller: AdminCaller, identity: IdentityDep) -> ApiKeyLis
 @router.delete(
     "/v1/admin/api-keys/{key_id}",
     status_code=204,
-    responses=responses(404, 422),
+    responses=responses(401, 403, 404, 422),
     tags=["admin"],
     summary="Revoke an API key: refused from the next request on",
 )
