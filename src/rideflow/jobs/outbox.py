@@ -26,7 +26,7 @@ class Outbox:
         message["Subject"] = subject
         message["Date"] = email.utils.formatdate(usegmt=True)
         message["Message-ID"] = f"<{message_id}@rideflow.invalid>"
-        message.set_content(body)
+        message.set_content(body, cte="8bit")  # readable with `cat`, long lines whole
         await asyncio.to_thread(self._write, f"{message_id}.eml", bytes(message))
 
     def _write(self, name: str, data: bytes) -> None:
