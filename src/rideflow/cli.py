@@ -326,10 +326,15 @@ def users_disable(email: Annotated[str, typer.Option(help="The account's email")
     (access tokens already issued run out within RIDEFLOW_ACCESS_TOKEN_TTL_S)."""
 
     async def disable(settings: Settings) -> str:
+        from redis.exceptions import RedisError
+
         async with _accounts(settings) as (accounts, refresh):
             view = await accounts.set_disabled(email, True)
-            revoked = await refresh.revoke_user(view.id)
-        return f"disabled {view.id} ({view.email}); {revoked} login(s) revoked"
+            try:
+                revoked = f"{await refresh.revoke_user(view.id)} login(s) revoked"
+            except RedisError as exc:  # refreshes are refused anyway: they read the flag
+                revoked = f"its refresh tokens could not be revoked now (Redis: {exc})"
+        return f"disabled {view.id} ({view.email}); {revoked}"
 
     typer.echo(_run_accounts(disable))
 
@@ -396,6 +401,9 @@ async def _accounts(settings: Settings) -> AsyncIterator[tuple[Accounts, Refresh
 
 
 def _run_accounts(action: Callable[[Settings], Coroutine[Any, Any, str]]) -> str:
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
     from rideflow.errors import RideflowError
 
     settings = Settings()
@@ -403,6 +411,15 @@ def _run_accounts(action: Callable[[Settings], Coroutine[Any, Any, str]]) -> str
         return asyncio.run(action(settings))
     except RideflowError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    except RedisError as exc:
+        typer.echo(
+            f"error: Redis is unreachable ({exc}); start `rideflow up` or set RIDEFLOW_REDIS_URL",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        typer.echo(f"error: the record's database failed ({type(exc).__name__}: {exc})", err=True)
         raise typer.Exit(1) from exc
 
 

@@ -88,6 +88,13 @@ async def test_users_create_disable_enable(
         assert (await login(c, "d@example.com", "a driver passphrase")).status_code == 200
     nobody = await rideflow(settings, "users", "disable", "--email", "nobody@example.com")
     assert nobody.returncode == 1 and "no account" in nobody.stderr
+    # A driver's profile is made in Redis within the account's transaction: no Redis, no account.
+    no_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    create_e = ("users", "create", "--email", "e@example.com", "--name", "E", "--role", "driver")
+    failed = await rideflow(no_redis, *create_e, RIDEFLOW_ADMIN_PASSWORD="a driver passphrase")
+    assert failed.returncode == 1 and "Redis is unreachable" in failed.stderr, failed.stderr
+    made_e = await rideflow(settings, *create_e, RIDEFLOW_ADMIN_PASSWORD="a driver passphrase")
+    assert made_e.returncode == 0, made_e.stderr
 
 
 async def test_up_refuses_production_without_a_secret(flushed: RedisServer, tmp_path: Path) -> None:
