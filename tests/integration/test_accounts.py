@@ -224,7 +224,9 @@ async def test_logout_revokes_the_login(client: httpx.AsyncClient) -> None:
     assert r.status_code == 204
 
 
-async def test_a_disabled_account_is_refused(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_a_disabled_account_is_refused(
+    client: httpx.AsyncClient, settings: Settings, redis: Redis
+) -> None:
     await register(client, "asha@example.com")
     pair = await tokens(client, "asha@example.com")
     async with accounts_of(settings) as (accounts, _):
@@ -235,6 +237,10 @@ async def test_a_disabled_account_is_refused(client: httpx.AsyncClient, settings
     assert problem(await login(client, "asha@example.com", "wrong one"), 401)
     assert "disabled" in problem(await refresh(client, pair["refresh_token"]), 403)["detail"]
     assert problem(await client.get("/v1/me", headers=auth(pair)), 403)
+    # No reset email for a disabled account (the answer is the same 202).
+    r = await client.post("/v1/auth/password-reset", json={"email": "asha@example.com"})
+    assert r.status_code == 202
+    assert await redis.hget(keys.job_stats("send_email"), "submitted") is None
 
     async with accounts_of(settings) as (accounts, _):
         await accounts.set_disabled("asha@example.com", False)
