@@ -266,6 +266,10 @@ async def reset_token(settings: Settings, to: str) -> str:
         return outbox_messages(settings, to)
 
     [message] = await eventually(arrived, 20, f"the reset email to {to}")
+    return reset_token_in(message)
+
+
+def reset_token_in(message: email.message.EmailMessage) -> str:
     body = message.get_content()
     match = re.search(r"^([A-Za-z0-9_-]{40,})$", body, re.MULTILINE)
     assert match, body
@@ -282,6 +286,15 @@ async def test_password_reset_through_the_job_worker_and_the_outbox(
     r = await client.post("/v1/auth/password-reset", json={"email": "ASHA@example.com"})
     assert r.status_code == 202
     token = await reset_token(settings, "Asha@example.com")
+    r = await client.post("/v1/auth/password-reset", json={"email": "asha@example.com"})
+    assert r.status_code == 202
+
+    async def both_sent() -> bool:
+        return len(outbox_messages(settings, "Asha@example.com")) == 2
+
+    await eventually(both_sent, 20, "the second reset email")
+    tokens_sent = [reset_token_in(m) for m in outbox_messages(settings, "Asha@example.com")]
+    [other] = set(tokens_sent) - {token}
     # An unknown email gets the same answer and queues nothing.
     submitted = await redis.hget(keys.job_stats("send_email"), "submitted")
     r = await client.post("/v1/auth/password-reset", json={"email": "nobody@example.com"})
@@ -297,9 +310,13 @@ async def test_password_reset_through_the_job_worker_and_the_outbox(
     assert (await login(client, "asha@example.com", "a brand new passphrase")).status_code == 200
     # Every login from before the reset is over.
     assert problem(await refresh(client, before["refresh_token"]), 401)
-    # The token was for one use.
+    # The token was for one use ...
     again = await client.post("/v1/auth/password-reset/confirm", json=new)
     assert "not valid" in problem(again, 401)["detail"]
+    # ... and the other one sent before the password changed is void.
+    r = await client.post("/v1/auth/password-reset/confirm", json={**new, "token": other})
+    assert "password changed" in problem(r, 401)["detail"]
+    assert (await login(client, "asha@example.com", "a brand new passphrase")).status_code == 200
 
 
 async def test_a_reset_token_expires(

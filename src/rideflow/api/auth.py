@@ -147,7 +147,7 @@ async def password_reset(body: ResetRequest, request: Request, identity: Identit
     )
     account = await identity.accounts.find(body.email) if decision.allowed else None
     if account is not None and not account.disabled:
-        reset = await identity.resets.issue(account.id)
+        reset = await identity.resets.issue(account.id, account.password_hash)
         jobs: Jobs = request.state.jobs
         minutes = max(1, settings.password_reset_ttl_s // 60)
         await jobs.submit(
@@ -175,11 +175,14 @@ async def password_reset(body: ResetRequest, request: Request, identity: Identit
     summary="Set a new password with a reset token (once); every login of the account ends",
 )
 async def password_reset_confirm(body: ResetConfirm, identity: IdentityDep) -> Response:
-    account_id = await identity.resets.consume(body.token)
-    if account_id is None:
+    reset = await identity.resets.consume(body.token)
+    if reset is None:
         raise Unauthorized("the reset token is not valid (unknown, used or expired)")
-    await identity.accounts.set_password(account_id, body.new_password)
-    await identity.refresh.revoke_user(account_id)
+    if not await identity.accounts.set_password(
+        reset.account_id, body.new_password, only_over=reset.stamp
+    ):
+        raise Unauthorized("the reset token is not valid (the password changed since it was sent)")
+    await identity.refresh.revoke_user(reset.account_id)
     return Response(status_code=204)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rideflow.auth.passwords import Passwords
 from rideflow.auth.principal import Role
+from rideflow.auth.resets import stamp
 from rideflow.auth.schemas import AccountView
 from rideflow.drivers.schemas import DriverCreate
 from rideflow.drivers.store import Drivers
@@ -125,10 +126,19 @@ class Accounts:
             account.password_hash = updated
         return account
 
-    async def set_password(self, account_id: str, password: str) -> None:
-        password_hash = await self.passwords.hash(password)
-        if not await self._store_hash(account_id, password_hash):
+    async def set_password(
+        self, account_id: str, password: str, *, only_over: str | None = None
+    ) -> bool:
+        """Set the password; with `only_over` (a reset token's stamp), only when the current
+        password is still the one the token was issued against (False otherwise). 404 when
+        there is no such account."""
+        account = await self.row(account_id)
+        if account is None:
             raise NotFound(f"no account with id {account_id!r}")
+        if only_over is not None and stamp(account.password_hash) != only_over:
+            return False
+        password_hash = await self.passwords.hash(password)
+        return await self._store_hash(account_id, password_hash, expected=account.password_hash)
 
     async def set_disabled(self, email: str, disabled: bool) -> AccountView:
         """Disable or enable the account of `email`; 404 when there is none."""
