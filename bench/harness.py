@@ -330,6 +330,9 @@ def rideflow_env(
         RIDEFLOW_RATE_ROUTES="[]",
         RIDEFLOW_DRIVER_STALE_S=str(STALE_S),
         RIDEFLOW_JWT_SECRET=BENCH_JWT_SECRET,
+        # send_email logs instead of writing a file per message: the job figures measure the
+        # queue, not a mail transport.
+        RIDEFLOW_EMAIL_TRANSPORT="log",
         PYTHONUNBUFFERED="1",
     )
     env.update({f"RIDEFLOW_{name.upper()}": value for name, value in (extra or {}).items()})

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvloop
@@ -11,6 +14,10 @@ import uvloop
 from rideflow import logs
 from rideflow.config import Settings
 from rideflow.process import freeze_startup_objects, stop_on_signals
+
+if TYPE_CHECKING:
+    from rideflow.auth.accounts import Accounts
+    from rideflow.auth.refresh import RefreshTokens
 
 cli = typer.Typer(
     add_completion=False,
@@ -165,10 +172,20 @@ def up(
     """Run everything on this machine: a managed Redis (unless RIDEFLOW_REDIS_URL is set), the
     API, two dispatchers (offers lapse on time while one is down), a job worker and the
     recorder (the record is migrated first)."""
+    from rideflow.auth.secret import WeakSecret, jwt_secret
     from rideflow.workers.supervisor import up as run_up
 
     settings = Settings()
     logs.configure(settings.log_level)
+    try:
+        jwt_secret(settings)  # made (or refused) once here, so every part shares the one secret
+    except WeakSecret as exc:
+        typer.echo(f"rideflow up: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        "Accounts: make an admin with `rideflow users create --role admin --email you@example.com"
+        " --name 'Your Name'`; others register at POST /v1/auth/register"
+    )
     raise typer.Exit(run_up(settings, concurrency or settings.dispatcher_concurrency))
 
 
@@ -252,6 +269,158 @@ def db_current() -> None:
     from rideflow.record import db
 
     typer.echo(asyncio.run(db.current(db.database_url(Settings()))) or "base")
+
+
+users_cli = typer.Typer(
+    help="Accounts in the record: create one (ADMIN accounts are made only here), disable or "
+    "enable one.",
+    no_args_is_help=True,
+)
+cli.add_typer(users_cli, name="users")
+ADMIN_PASSWORD_ENV = "RIDEFLOW_ADMIN_PASSWORD"
+
+
+class UserRole(StrEnum):
+    admin = "admin"
+    customer = "customer"
+    driver = "driver"
+
+
+@users_cli.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Login email (unique, whatever its case)")],
+    name: Annotated[str, typer.Option(help="The person's name")],
+    role: Annotated[UserRole, typer.Option(case_sensitive=False)] = UserRole.customer,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+    vehicle: Annotated[str | None, typer.Option(help="Drivers: their vehicle")] = None,
+    city: Annotated[str | None, typer.Option(help="Drivers: their city code")] = None,
+) -> None:
+    """Create an account. The password comes from --password-stdin, else RIDEFLOW_ADMIN_PASSWORD,
+    else a prompt: never from a flag, which the shell's history would keep."""
+    from rideflow.auth.principal import Role
+    from rideflow.auth.schemas import Email
+
+    _check(Email, email, "--email")
+    password = _password(password_stdin)
+
+    async def create(settings: Settings) -> str:
+        async with _accounts(settings) as (accounts, _):
+            view = await accounts.create(
+                email=email,
+                password=password,
+                role=Role(role.value.upper()),
+                name=name,
+                vehicle=vehicle,
+                city=city,
+            )
+        return f"created {view.role.value} account {view.id} ({view.email})"
+
+    typer.echo(_run_accounts(create))
+
+
+@users_cli.command("disable")
+def users_disable(email: Annotated[str, typer.Option(help="The account's email")]) -> None:
+    """Disable an account: its logins and refreshes are refused, its refresh tokens revoked
+    (access tokens already issued run out within RIDEFLOW_ACCESS_TOKEN_TTL_S)."""
+
+    async def disable(settings: Settings) -> str:
+        from redis.exceptions import RedisError
+
+        async with _accounts(settings) as (accounts, refresh):
+            view = await accounts.set_disabled(email, True)
+            try:
+                revoked = f"{await refresh.revoke_user(view.id)} login(s) revoked"
+            except RedisError as exc:  # refreshes are refused anyway: they read the flag
+                revoked = f"its refresh tokens could not be revoked now (Redis: {exc})"
+        return f"disabled {view.id} ({view.email}); {revoked}"
+
+    typer.echo(_run_accounts(disable))
+
+
+@users_cli.command("enable")
+def users_enable(email: Annotated[str, typer.Option(help="The account's email")]) -> None:
+    """Enable a disabled account again."""
+
+    async def enable(settings: Settings) -> str:
+        async with _accounts(settings) as (accounts, _):
+            view = await accounts.set_disabled(email, False)
+        return f"enabled {view.id} ({view.email})"
+
+    typer.echo(_run_accounts(enable))
+
+
+def _check(kind: Any, value: str, option: str) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(kind).validate_python(value)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint=option) from exc
+
+
+def _password(from_stdin: bool) -> str:
+    import os
+    import sys
+
+    from rideflow.auth.schemas import Password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif os.environ.get(ADMIN_PASSWORD_ENV):
+        password = os.environ[ADMIN_PASSWORD_ENV]
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _check(Password, password, "password")
+    return password
+
+
+@asynccontextmanager
+async def _accounts(settings: Settings) -> AsyncIterator[tuple[Accounts, RefreshTokens]]:
+    """The account store and refresh tokens on the configured record and Redis (the record
+    migrated first unless RIDEFLOW_DATABASE_AUTO_MIGRATE=false)."""
+    from rideflow.auth.accounts import Accounts
+    from rideflow.auth.passwords import Passwords
+    from rideflow.auth.refresh import RefreshTokens
+    from rideflow.redis.connections import create_redis
+    from rideflow.services import build_services
+
+    redis = create_redis(settings, "cli")
+    services = build_services(settings, redis)
+    try:
+        if settings.database_auto_migrate:
+            await services.record.migrate()
+        yield (
+            Accounts(services.record, Passwords(settings), services.drivers),
+            RefreshTokens(redis, services.scripts, settings),
+        )
+    finally:
+        await services.record.dispose()
+        await redis.aclose()
+
+
+def _run_accounts(action: Callable[[Settings], Coroutine[Any, Any, str]]) -> str:
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rideflow.errors import RideflowError
+
+    settings = Settings()
+    try:
+        return asyncio.run(action(settings))
+    except RideflowError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    except RedisError as exc:
+        typer.echo(
+            f"error: Redis is unreachable ({exc}); start `rideflow up` or set RIDEFLOW_REDIS_URL",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        typer.echo(f"error: the record's database failed ({type(exc).__name__}: {exc})", err=True)
+        raise typer.Exit(1) from exc
 
 
 def main() -> None:

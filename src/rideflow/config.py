@@ -187,6 +187,34 @@ class Settings(BaseSettings):
     jwt_audience: str = "rideflow-api"
     jwt_leeway_s: int = Field(default=5, ge=0, description="Clock skew allowed on exp / iat")
     access_token_ttl_s: int = Field(default=900, gt=0, description="Access tokens live this long")
+    refresh_token_ttl_s: int = Field(
+        default=30 * 86_400, gt=0, description="A refresh token (and its family) lives this long"
+    )
+    password_reset_ttl_s: int = Field(
+        default=900, gt=0, description="A password-reset token may be used this long, once"
+    )
+    password_hash_time_cost: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="argon2id passes; a hash made with other costs is upgraded at the next login",
+    )
+    password_hash_memory_kib: int = Field(
+        default=65_536, ge=64, le=4_194_304, description="argon2id memory per hash, KiB"
+    )
+    login_account_limit: RatePolicy = Field(
+        default_factory=lambda: RatePolicy(algorithm="sliding_window", limit=10, window_s=900),
+        description="Login attempts per account (email), failed or not",
+    )
+    login_ip_limit: RatePolicy = Field(
+        default_factory=lambda: RatePolicy(algorithm="sliding_window", limit=30, window_s=60),
+        description="Login attempts per client address, failed or not",
+    )
+    email_transport: Literal["outbox", "log"] = Field(
+        default="outbox",
+        description="send_email: a file per message under <data_dir>/outbox (development), or "
+        "a log line; production plugs a real sender (rideflow.jobs.tasks.MAILER)",
+    )
 
     rate_limit_enabled: bool = True
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))

@@ -42,6 +42,17 @@ class Conflict(RideflowError):
     title = "Conflict"
 
 
+class TooManyRequests(RideflowError):
+    """Too many attempts of something guarded (logins): wait `retry_after_s` seconds."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after_s: int, **extra: Any) -> None:
+        # `retry_after` in the extras becomes the Retry-After header (and a body member).
+        super().__init__(detail, retry_after=max(1, retry_after_s), **extra)
+
+
 class NoDriverFound(RideflowError):
     """A synchronous dispatch found no available driver within the radius."""
 

@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from rideflow import __version__
 from rideflow.api import (
     admin,
+    auth,
     deliveries,
     drivers,
     food_orders,
@@ -29,6 +30,8 @@ from rideflow.api import (
 from rideflow.api.middleware import BodyLimitMiddleware, JsonBodyMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
 from rideflow.api.requestlog import RequestLog, RequestLogMiddleware
+from rideflow.auth.apikeys import ApiKeys
+from rideflow.auth.identity import Identity, build_identity
 from rideflow.auth.secret import jwt_secret
 from rideflow.auth.tokens import AccessTokens
 from rideflow.config import Settings
@@ -79,6 +82,8 @@ class AppState(TypedDict):
     restaurants: Restaurants
     food_orders: FoodOrders
     tokens: AccessTokens
+    identity: Identity
+    api_keys: ApiKeys
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -99,6 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except Exception as exc:  # the API serves what Redis holds; SQL routes say 503
                 log.error("the record's database could not be migrated: %s", exc)
         request_log = RequestLog(redis, settings) if settings.request_log_enabled else None
+        identity = build_identity(
+            settings, redis, services.scripts, services.record, services.drivers, tokens
+        )
         if request_log is not None:
             request_log.start()
         freeze_startup_objects()
@@ -118,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 restaurants=services.restaurants,
                 food_orders=services.food_orders,
                 tokens=tokens,
+                identity=identity,
+                api_keys=identity.api_keys,
             )
         finally:
             if request_log is not None:
@@ -140,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         food_orders,
         legacy,
         admin,
+        auth,
         health,
     ):
         app.include_router(module.router)

@@ -110,10 +110,18 @@ class RateLimiter:
         """Policy `name` as it applies to a caller of `role` (None: anonymous, the policy)."""
         return self.policies[name] if role is None else self.role_policies[name, role]
 
-    async def hit(self, name: str, client: str, role: Role | None = None) -> Decision:
-        """Count one hit of `client` (of `role`, if a user) under policy `name`, admitting it
-        or not."""
-        policy = self.policy(name, role)
+    async def hit(
+        self,
+        name: str,
+        client: str,
+        role: Role | None = None,
+        *,
+        policy: RatePolicy | None = None,
+    ) -> Decision:
+        """Count one hit of `client` (of `role`, if a user) under policy `name`, or under
+        `policy`, named `name`, for limits kept outside the route policies (logins); admitting
+        it or not."""
+        policy = policy or self.policy(name, role)
         key = keys.rate_limit(name, client)
         window_ms = max(1, int(policy.window_s * 1000))
         if policy.algorithm == "fixed_window":

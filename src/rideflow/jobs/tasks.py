@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from pydantic import Field
 
+from rideflow.config import Settings
 from rideflow.jobs.registry import REGISTRY, JobContext
 from rideflow.orders.states import DONE
 from rideflow.redis import keys
@@ -31,12 +33,24 @@ class LogSender:
 
 
 class Mailer:
-    """Holds the sender `send_email` and `trip_receipt` use; `MAILER.sender = ...` to change it."""
+    """Holds the sender `send_email` and `trip_receipt` use; `MAILER.sender = ...` to change it.
+    Unset, `Settings.email_transport` chooses: the development outbox (a file per message under
+    `<data_dir>/outbox/`) or a log line."""
 
     def __init__(self) -> None:
-        self.sender: EmailSender = LogSender()
+        self.sender: EmailSender | None = None
+
+    def sender_for(self, settings: Settings) -> EmailSender:
+        if self.sender is not None:
+            return self.sender
+        if settings.email_transport == "outbox":
+            from rideflow.jobs.outbox import Outbox
+
+            return Outbox(Path(settings.data_dir) / "outbox")
+        return LOG_SENDER
 
 
+LOG_SENDER = LogSender()
 MAILER = Mailer()
 
 
@@ -48,9 +62,10 @@ class SendEmail(Body):
 
 @REGISTRY.task("send_email", SendEmail)
 async def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
-    """Send an email through the configured sender (logged by default)."""
+    """Send an email through the configured sender (the development outbox by default)."""
     # The job id is the message id: a mail server deduplicates a message sent twice.
-    await MAILER.sender.send(payload.to, payload.subject, payload.body, ctx.job_id)
+    sender = MAILER.sender_for(ctx.settings)
+    await sender.send(payload.to, payload.subject, payload.body, ctx.job_id)
     return {"to": payload.to, "message_id": ctx.job_id}
 
 
@@ -79,7 +94,9 @@ async def trip_receipt(payload: TripReceipt, ctx: JobContext) -> dict[str, Any]:
     }
     to = payload.email or f"{order.get('customer', 'customer')}@customers.rideflow.invalid"
     lines = "\n".join(f"{k}: {v}" for k, v in receipt.items())
-    await MAILER.sender.send(to, f"Your receipt for {payload.order_id}", lines, ctx.job_id)
+    await MAILER.sender_for(ctx.settings).send(
+        to, f"Your receipt for {payload.order_id}", lines, ctx.job_id
+    )
     return receipt
 
 

@@ -125,7 +125,7 @@ async def _run(url: str, fn: Any, *args: Any) -> None:
         await engine.dispose()
 
 
-HEAD = "0002"
+HEAD = "0003"
 """The newest migration (a test checks that it is Alembic's head): a database already there is
 recognised with one query, without importing Alembic and reading its scripts (a second of a
 process's start)."""

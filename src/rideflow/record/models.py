@@ -241,3 +241,41 @@ class RequestLog(Base):
     client: Mapped[str | None] = mapped_column(String(128))
     rate_policy: Mapped[str | None] = mapped_column(String(32))
     rate_decision: Mapped[str | None] = mapped_column(String(8))  # allow | deny | None: none
+
+
+class Account(Base):
+    """A person who logs in: a CUSTOMER or a DRIVER (who is that driver: the driver's profile has
+    the account's id), or an ADMIN. `email` is kept as given; `email_key`, its lower-cased form,
+    is what is unique (a unique index on the column itself is case-sensitive on PostgreSQL)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(120))
+    created_us: Mapped[int] = mapped_column(Micros)
+    updated_us: Mapped[int] = mapped_column(Micros)
+
+    __table_args__ = (UniqueConstraint("email_key", name="uq_accounts_email_key"),)
+
+
+class ApiKey(Base):
+    """A back end's key: only its SHA-256 is kept (the key is shown once, at creation), with a
+    short prefix that names it in listings."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(48))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_us: Mapped[int] = mapped_column(Micros)
+    revoked_us: Mapped[int | None] = mapped_column(Micros)
+
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),)

@@ -227,3 +227,37 @@ def request_log() -> str:
     """Stream of API requests, one compact entry each (route template, method, status, latency,
     client, rate-limit decision), flushed in batches by each API process; its own hash tag."""
     return f"{PREFIX}:{{reqlog}}:requests"
+
+
+# Identity. All auth keys share the `{auth}` hash tag: one slot, so the refresh-token scripts are
+# atomic on Redis Cluster too. Secrets appear only as SHA-256 hex digests.
+
+
+def _auth(*parts: str) -> str:
+    return ":".join((PREFIX, "{auth}", *parts))
+
+
+def refresh_token(digest: str) -> str:
+    """Hash of one refresh token (by its SHA-256): family, user, state (live | used)."""
+    return _auth("refresh", digest)
+
+
+def refresh_family(family: str) -> str:
+    """Hash of one login's chain of refresh tokens (user, created); gone once revoked."""
+    return _auth("family", family)
+
+
+def user_families(user_id: str) -> str:
+    """Sorted set of a user's refresh-token families -> when each expires, in ms."""
+    return _auth("user", user_id, "families")
+
+
+def password_reset(digest: str) -> str:
+    """String: the account id a password-reset token (by its SHA-256) may reset, once."""
+    return _auth("reset", digest)
+
+
+def api_key(digest: str) -> str:
+    """String `id|role` of a live API key (by its SHA-256), or `-` for one known to be revoked
+    or unknown: the per-request check's cache of SQL."""
+    return _auth("apikey", digest)

@@ -100,6 +100,8 @@ class Scripts:
     food_order: Lua
     food_release: Lua
     trip_pin_check: Lua
+    refresh_issue: Lua
+    refresh_rotate: Lua
 
     @classmethod
     def register(cls, redis: Executor) -> Scripts:
