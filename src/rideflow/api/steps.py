@@ -9,8 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from rideflow.api.deps import OrdersDep
+from rideflow.api.deps import OrdersDep, RecordDep
+from rideflow.api.history import order_or_record
+from rideflow.api.ownership import check_order, driver_for
 from rideflow.api.problems import responses
+from rideflow.api.security import CustomerCaller, DriverCaller
 from rideflow.orders.schemas import DriverStep
 from rideflow.orders.states import KIND_STEPS, STEPS, Kind
 from rideflow.orders.store import Orders
@@ -29,6 +32,7 @@ def add_steps(
     for action in KIND_STEPS[kind]:
         step = STEPS[action]
         who = "The driver" if step.by_driver else "The customer"
+        # The order is read before the step: another's is a 404, as an unknown id is.
         summary = f"{who}: {' or '.join(step.sources)} -> {step.target}"
         if step.final and step.by_driver:
             summary += "; the driver returns to the pool"
@@ -58,18 +62,27 @@ def _route(
 
         async def driver_step(
             order_id: order_id_param,
-            body: DriverStep,
+            caller: DriverCaller,
             orders: OrdersDep,
+            record: RecordDep,
+            body: DriverStep | None = None,
         ) -> BaseModel:
-            await orders.step(order_id, kind, action, body.driver_id)
+            driver = driver_for(caller, body.driver_id if body is not None else None)
+            check_order(
+                caller, await order_or_record(orders, record, order_id, kind), kind, order_id
+            )
+            await orders.step(order_id, kind, action, driver)
             return await view(orders, order_id)
 
         return driver_step
 
     async def customer_step(
         order_id: order_id_param,
+        caller: CustomerCaller,
         orders: OrdersDep,
+        record: RecordDep,
     ) -> BaseModel:
+        check_order(caller, await order_or_record(orders, record, order_id, kind), kind, order_id)
         await orders.step(order_id, kind, action)
         return await view(orders, order_id)
 
