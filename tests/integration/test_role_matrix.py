@@ -365,6 +365,7 @@ async def test_every_route_answers_every_caller_as_the_table_says(
                 assert r.headers["WWW-Authenticate"].startswith("Bearer"), path
             if r.status_code >= 400:
                 assert r.headers["content-type"] == "application/problem+json", (path, who)
+                assert "rf:" not in r.text, (path, who, r.text)  # no Redis key names
     assert not wrong, "\n".join(wrong)
     assert n == len(rows) * len(CALL_ORDER) >= 500
 
