@@ -25,6 +25,7 @@ import jwt
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from rideflow.api import access
 from rideflow.api.app import create_app
 from rideflow.api.security import allowed_roles
 from rideflow.auth.principal import Role
@@ -408,3 +409,9 @@ def test_each_route_declares_its_roles_in_its_signature() -> None:
             # be refused a route for back ends only (the assignment, the batch of positions).
             if role not in roles:
                 assert all(want[n] == "403" for n in names), (key, role)
+
+
+def test_the_readme_table_is_the_routes_own() -> None:
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
+    readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
+    assert access.table(app) in readme, "regenerate it: python -m rideflow.api.access"

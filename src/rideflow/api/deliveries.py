@@ -11,14 +11,12 @@ from pydantic import ValidationError
 from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, RecordDep, idempotency_key
 from rideflow.api.history import order_or_record
 from rideflow.api.jsonc import strip_comments
-from rideflow.api.ownership import acting_as, check_order, customer_for
+from rideflow.api.ownership import check_order, customer_for
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
-from rideflow.api.security import AnyCaller, CustomerCaller
+from rideflow.api.security import AnyCaller, CustomerCaller, MerchantCaller
 from rideflow.api.steps import OrderId, add_steps
-from rideflow.auth.principal import Role
 from rideflow.dispatch.schemas import AssignRequest, AssignResponse
-from rideflow.errors import Forbidden
 from rideflow.orders.schemas import DeliveryAccepted, DeliveryCreate, DeliveryEvents, DeliveryView
 from rideflow.orders.store import Orders
 
@@ -109,11 +107,9 @@ router.include_router(steps)
     },
 )
 async def assign_delivery(
-    request: Request, caller: CustomerCaller, assigner: AssignerDep
+    request: Request, caller: MerchantCaller, assigner: AssignerDep
 ) -> AssignResponse:
     started = time.perf_counter()
-    if acting_as(caller, Role.CUSTOMER):
-        raise Forbidden("this route is for ADMIN and merchants' back ends (an API key)")
     raw = await request.body()
     try:
         body = AssignRequest.model_validate_json(raw)

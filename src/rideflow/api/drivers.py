@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from rideflow.api.deps import DriversDep, OffersDep
-from rideflow.api.ownership import acting_as, driver_for
+from rideflow.api.ownership import driver_for
 from rideflow.api.problems import responses
-from rideflow.api.security import AdminCaller, DriverCaller
-from rideflow.auth.principal import Role
+from rideflow.api.security import AdminCaller, DriverCaller, FleetCaller
 from rideflow.dispatch.schemas import DriverOffers
 from rideflow.drivers.schemas import (
     DriverCreate,
@@ -22,7 +21,6 @@ from rideflow.drivers.schemas import (
     LocationBatch,
     LocationBatchResult,
 )
-from rideflow.errors import Forbidden
 from rideflow.schemas import ID_PATTERN
 
 router = APIRouter(prefix="/v1/drivers", tags=["drivers"])
@@ -111,8 +109,6 @@ async def put_location(
     "with role DRIVER; a driver's own account reports with `PUT /v1/drivers/{id}/location`.",
 )
 async def post_locations(
-    body: LocationBatch, caller: DriverCaller, drivers: DriversDep
+    body: LocationBatch, caller: FleetCaller, drivers: DriversDep
 ) -> LocationBatchResult:
-    if acting_as(caller, Role.DRIVER):
-        raise Forbidden("a batch of positions is for ADMIN and fleet gateways (an API key)")
     return await drivers.record(body.positions)
