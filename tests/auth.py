@@ -44,7 +44,7 @@ def driver(settings: Settings, subject: str) -> dict[str, str]:
     return bearer(settings, subject, Role.DRIVER)
 
 
-def test_admin() -> dict[str, str]:
+def any_admin() -> dict[str, str]:
     """`Authorization` headers of the tests' ADMIN for any process started with test settings
     (for helpers that are handed a port, not settings)."""
     return admin(Settings(jwt_secret=TEST_JWT_SECRET))

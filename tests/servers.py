@@ -219,9 +219,9 @@ async def send_many(
 
     import orjson
 
-    from tests.auth import test_admin
+    from tests.auth import any_admin
 
-    extra = [f"{k}: {v}" for k, v in (test_admin() if headers is None else headers).items()]
+    extra = [f"{k}: {v}" for k, v in (any_admin() if headers is None else headers).items()]
     results: list[tuple[int, bytes] | None] = [None] * len(requests)
     todo = iter(range(len(requests)))
 
