@@ -27,6 +27,9 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from bench.loadgen import LoadResult, percentile
+from rideflow.auth.principal import Role
+from rideflow.auth.secret import jwt_secret
+from rideflow.auth.tokens import AccessTokens
 from rideflow.config import Settings
 from rideflow.dispatch.audit import audit
 from rideflow.drivers.schemas import DriverCreate, DriverLocation
@@ -45,7 +48,19 @@ SHARED_REDIS_PORT = 6379  # the machine's own Redis: never used
 CITY = "blr"
 CENTRE = (12.9716, 77.5946)
 SEED = 20_251_123
-JSON_HEADERS = {"Content-Type": "application/json"}
+BENCH_JWT_SECRET = "bench-only-secret-" + "b" * 32
+"""Every process a run starts signs with this, so the generators' token is accepted."""
+
+
+def _admin_token() -> str:
+    settings = Settings(jwt_secret=BENCH_JWT_SECRET)
+    tokens = AccessTokens(settings, jwt_secret(settings))
+    return tokens.issue("bench-admin", Role.ADMIN, ttl_s=7 * 86_400).token
+
+
+ADMIN_HEADERS = {"Authorization": f"Bearer {_admin_token()}"}
+"""The generators act as ADMIN: every route but health needs a caller, and ADMIN may call all."""
+JSON_HEADERS = {"Content-Type": "application/json", **ADMIN_HEADERS}
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 WARMUP_S = 1.0
@@ -320,6 +335,7 @@ def rideflow_env(
         RIDEFLOW_RATE_POLICIES=json.dumps({"default": policy}),
         RIDEFLOW_RATE_ROUTES="[]",
         RIDEFLOW_DRIVER_STALE_S=str(STALE_S),
+        RIDEFLOW_JWT_SECRET=BENCH_JWT_SECRET,
         PYTHONUNBUFFERED="1",
     )
     env.update({f"RIDEFLOW_{name.upper()}": value for name, value in (extra or {}).items()})
@@ -434,6 +450,7 @@ def bench_settings(redis_url: str, **overrides: Any) -> Settings:
         "driver_stale_s": STALE_S,
         "rate_limit_enabled": False,
         "log_level": "WARNING",
+        "jwt_secret": BENCH_JWT_SECRET,
     }
     return Settings(**(values | overrides))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness import (
+    ADMIN_HEADERS,
     HOST,
     WARMUP_S,
     Figure,
@@ -41,7 +42,9 @@ TARGET_RATIO = 5.0
 
 
 async def seed_menu(server: Server) -> str:
-    async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=10) as c:
+    async with httpx.AsyncClient(
+        base_url=f"http://{HOST}:{server.port}", timeout=10, headers=ADMIN_HEADERS
+    ) as c:
         r = await c.post(
             "/v1/restaurants",
             json={"name": "Bench Bistro", "location": {"lat": 12.9716, "lng": 77.5946}},
@@ -64,7 +67,7 @@ async def saturate(server: Server, path: str) -> LoadResult:
     result = await run_load(
         HOST,
         server.port,
-        fixed_request("GET", path),
+        fixed_request("GET", path, headers=ADMIN_HEADERS),
         mode="closed",
         connections=CONNECTIONS,
         duration_s=DURATION_S,

@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 
 from bench.harness import (
+    ADMIN_HEADERS,
     CITY,
     DISPATCH_CONCURRENCY,
     DRIVERS,
@@ -355,7 +356,7 @@ async def figure_reject_next(procs: Processes, svc: Services, redis_url: str) ->
     loop = asyncio.get_running_loop()
     try:
         async with httpx.AsyncClient(
-            base_url=f"http://{HOST}:{api.port}", timeout=10, limits=limits
+            base_url=f"http://{HOST}:{api.port}", timeout=10, limits=limits, headers=ADMIN_HEADERS
         ) as client:
             start = loop.time() + 0.05
             tasks = []

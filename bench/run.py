@@ -49,6 +49,7 @@ from bench import (
     recorder_bench,
 )
 from bench.harness import (
+    ADMIN_HEADERS,
     CORES,
     HOST,
     HUGE_LIMIT,
@@ -379,7 +380,9 @@ def rides_figure(ours: list[LoadResult], theirs: list[LoadResult], steady: LoadR
 
 async def check_limiting(server: Server, *, limited: bool) -> None:
     """The 404 path answers 404, with RateLimit headers exactly when limits are on."""
-    async with httpx.AsyncClient(base_url=f"http://{HOST}:{server.port}", timeout=5) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://{HOST}:{server.port}", timeout=5, headers=ADMIN_HEADERS
+    ) as client:
         reply = await client.get(LIMIT_PATH)
     if reply.status_code != 404 or ("ratelimit" in reply.headers) != limited:
         raise RuntimeError(
@@ -393,7 +396,7 @@ async def sequential_404(server: Server) -> LoadResult:
     (an open-loop schedule would add the generator's millisecond timer granularity)."""
 
     def make(_i: int) -> RequestSpec:
-        return ("GET", LIMIT_PATH, b"", {})
+        return ("GET", LIMIT_PATH, b"", ADMIN_HEADERS)
 
     result = await run_load(
         HOST,
