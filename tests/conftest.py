@@ -27,6 +27,7 @@ from rideflow.api.app import create_app
 from rideflow.config import Settings
 from rideflow.workers.dispatcher import DispatcherWorker
 from rideflow.workers.jobs import JobWorker
+from tests import auth
 from tests.record import record_database
 from tests.servers import (
     ApiService,
@@ -85,7 +86,7 @@ async def redis(flushed: RedisServer) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-TEST_JWT_SECRET = "tests-only-secret-" + "x" * 32
+TEST_JWT_SECRET = auth.TEST_JWT_SECRET
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
@@ -132,12 +133,17 @@ def settings(flushed: RedisServer) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def api_client(settings: Settings, **transport: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The app built from `settings`, lifespan run, in-process over ASGI."""
+async def api_client(
+    settings: Settings, headers: dict[str, str] | None = None, **transport: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app built from `settings`, lifespan run, in-process over ASGI. It acts as the tests'
+    ADMIN (`tests.auth.ADMIN_ID`) unless `headers` say otherwise: `headers={}` is an anonymous
+    client, `headers=tests.auth.customer(settings, "c1")` a customer's."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         asgi = httpx.ASGITransport(app=manager.app, **transport)
-        async with httpx.AsyncClient(transport=asgi, base_url="http://rideflow") as c:
+        sent = auth.admin(settings) if headers is None else headers
+        async with httpx.AsyncClient(transport=asgi, base_url="http://rideflow", headers=sent) as c:
             yield c
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rideflow.api.app import create_app
 from rideflow.config import Settings
+from tests import auth
 from tests.conftest import BLR, offset
 
 
@@ -23,7 +24,9 @@ async def app_with_state(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncC
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rideflow") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://rideflow", headers=auth.admin(settings)
+        ) as c:
             yield c, manager._state
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from rideflow.record.db import Record
 from rideflow.record.models import FoodOrder, FoodOrderLine
 from rideflow.redis import keys
+from tests.auth import admin
 from tests.conftest import BLR, offset, settings_for
 from tests.servers import RedisServer, Service, eventually, post_many
 
@@ -36,7 +37,7 @@ async def test_flash_sale_sells_exactly_the_stock(
     apis = [services("api", settings), services("api", settings)]
     first = apis[0].url  # type: ignore[attr-defined]
     lat, lng = offset(*BLR, north_m=400)
-    async with httpx.AsyncClient(base_url=first) as c:
+    async with httpx.AsyncClient(base_url=first, headers=admin(settings)) as c:
         r = await c.post(
             "/v1/restaurants", json={"name": "Flash", "location": {"lat": lat, "lng": lng}}
         )

@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from rideflow.api.app import create_app
 from rideflow.config import Settings
+from tests.auth import any_admin
 from tests.conftest import env_of, settings_for
 from tests.servers import ApiService, RedisServer
 
@@ -67,4 +68,4 @@ def test_the_fuzzed_document_is_the_served_one(api: ApiService) -> None:
     suppress_health_check=list(HealthCheck),
 )
 def test_api_answers_as_documented(case: Any, api: ApiService) -> None:
-    case.call_and_validate(base_url=api.url, checks=CHECKS, timeout=10)
+    case.call_and_validate(base_url=api.url, checks=CHECKS, timeout=10, headers=any_admin())

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from rideflow.redis import keys
 from rideflow.workers.supervisor import ManagedRedis
+from tests.auth import admin
 from tests.conftest import BLR, offset, settings_for
 from tests.fleet import add_driver, request_ride, wait_for_status
 from tests.servers import Service, eventually, free_port
@@ -39,7 +40,7 @@ async def test_orders_held_at_a_redis_kill_are_dispatched_once_it_is_back(
         )
         api = services("api", settings)
         dispatcher = services("dispatcher", settings, concurrency=4)
-        async with httpx.AsyncClient(base_url=api.url, timeout=10) as c:
+        async with httpx.AsyncClient(base_url=api.url, timeout=10, headers=admin(settings)) as c:
             for i in range(HELD):
                 await add_driver(c, f"d{i}", offset(*BLR, north_m=100 * i))
             await eventually(lambda: _blocked_reader(redis), 10, "the dispatcher to wait")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from rideflow.config import Settings
+from tests.auth import any_admin
 from tests.integration.test_ratelimit import ALGORITHMS, limited
 from tests.servers import raw_get
 
@@ -22,7 +23,7 @@ async def hammer(ports: list[int], hits: int, spoof: bool = False) -> Counter[in
     gate = asyncio.Semaphore(1000)  # stay clear of the open-file limit
 
     async def one(i: int) -> int:
-        headers = {}
+        headers = any_admin()
         if spoof:
             headers["X-Forwarded-For"] = str(ipaddress.IPv4Address(random.getrandbits(32)))
         async with gate:

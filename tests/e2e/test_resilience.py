@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from rideflow.config import Settings
+from tests.auth import TEST_JWT_SECRET, admin, any_admin
 from tests.conftest import BLR, env_of, settings_for
 from tests.fleet import add_driver, request_ride, wait_for_status
 from tests.servers import RedisServer, eventually, free_port, wait_until
@@ -26,7 +27,7 @@ RIDE = {
 
 
 def status_of(url: str, method: str = "GET", **kw: Any) -> int:
-    return httpx.request(method, url, timeout=10, **kw).status_code
+    return httpx.request(method, url, timeout=10, headers=any_admin(), **kw).status_code
 
 
 @pytest.mark.slow
@@ -39,7 +40,7 @@ async def test_redis_down_is_503_and_everything_recovers(
         api = services("api", settings)
         dispatcher = services("dispatcher", settings)
         redis.stop()
-        async with httpx.AsyncClient(base_url=api.url, timeout=10) as c:
+        async with httpx.AsyncClient(base_url=api.url, timeout=10, headers=admin(settings)) as c:
             r = await c.post("/v1/rides", json=RIDE)
             assert r.status_code == 503, r.text
             assert r.headers["content-type"] == "application/problem+json"
@@ -83,6 +84,7 @@ def up_env(tmp_path: Path, api_port: int, redis_port: int) -> dict[str, str]:
         "RIDEFLOW_MANAGED_REDIS_PORT": str(redis_port),
         "RIDEFLOW_DATA_DIR": str(tmp_path),
         "RIDEFLOW_DISPATCHER_CONCURRENCY": "4",
+        "RIDEFLOW_JWT_SECRET": TEST_JWT_SECRET,
     }
     env.pop("RIDEFLOW_REDIS_URL", None)
     return env
@@ -129,16 +131,19 @@ def test_up_runs_everything_and_ctrl_c_leaves_nothing_running(tmp_path: Path) ->
         children = children_of(up.pid)
         assert len(children) == 6  # redis-server, api, two dispatchers, job worker, recorder
 
-        r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"})
+        r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"}, headers=any_admin())
         assert r.status_code == 201
         assert (
             status_of(f"{base}/v1/drivers/d1/location", "PUT", json={"lat": BLR[0], "lng": BLR[1]})
             == 204
         )
         assert status_of(f"{base}/v1/drivers/d1/status", "PUT", json={"status": "online"}) == 200
-        ride_id = httpx.post(f"{base}/v1/rides", json=RIDE).json()["ride_id"]
+        ride_id = httpx.post(f"{base}/v1/rides", json=RIDE, headers=any_admin()).json()["ride_id"]
         wait_until(
-            lambda: httpx.get(f"{base}/v1/rides/{ride_id}").json()["status"] == "OFFERED",
+            lambda: (
+                httpx.get(f"{base}/v1/rides/{ride_id}", headers=any_admin()).json()["status"]
+                == "OFFERED"
+            ),
             15,
             "the ride to be offered",
         )
@@ -170,7 +175,7 @@ def test_up_killed_with_9_leaves_nothing_running_and_starts_again(tmp_path: Path
         for pid in children:
             wait_until(lambda pid=pid: gone(pid), 20, f"process {pid} to exit")  # type: ignore[misc]
         base = f"http://127.0.0.1:{api_port}"
-        r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"})
+        r = httpx.post(f"{base}/v1/drivers", json={"id": "d1", "name": "A"}, headers=any_admin())
         assert r.status_code == 201, r.text
         second.send_signal(signal.SIGINT)
         assert second.wait(30) == 0

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from rideflow.api.app import create_app
 from rideflow.config import City, Settings
 from rideflow.redis import keys
+from tests.auth import admin
 from tests.conftest import BLR, offset
 from tests.fleet import add_driver
 
@@ -28,7 +29,9 @@ async def two_cities(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings.model_copy(update={"cities": cities}))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://rf") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://rf", headers=admin(settings)
+        ) as c:
             yield c
 
 

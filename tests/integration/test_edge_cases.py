@@ -296,6 +296,8 @@ async def test_openapi_documents_every_error_as_problem_json(client: httpx.Async
                 assert "429" in errors, where
             if op.get("parameters") or op.get("requestBody"):
                 assert "422" in errors, where
+            if op.get("security"):
+                assert {"401", "403"} <= set(errors), where
             for status, answer in errors.items():
                 content = answer["content"]
                 assert list(content) == ["application/problem+json"], (where, status)
@@ -303,4 +305,4 @@ async def test_openapi_documents_every_error_as_problem_json(client: httpx.Async
                     "$ref": "#/components/schemas/Problem"
                 }, (where, status)
     stats = spec["paths"]["/v1/jobs/stats"]["get"]["responses"]
-    assert set(stats) == {"200", "413", "429", "503"}
+    assert set(stats) == {"200", "401", "403", "413", "429", "503"}

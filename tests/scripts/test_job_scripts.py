@@ -199,3 +199,17 @@ async def test_a_retry_names_its_job_and_a_redrive_carries_it(
     assert fields["token"] == "5" and fields["payload"] == '{"n": 1}'
     assert await redis.hget(keys.job("j"), "entry") == again
     assert await begin(scripts, "a", ("j", 5, again)) == ["started"]
+
+
+async def test_submit_keeps_the_submitter_and_none_for_the_system(
+    redis: Redis, scripts: Scripts
+) -> None:
+    base = [keys.jobs_delayed(), keys.jobs_index("pending"), keys.job_stats("t")]
+    for job_id, by in (("j-by", "alice"), ("j-sys", None)):
+        args: list[str | int] = [job_id, "t", "{}", "default", 3, 30, 0, 0, "", 2]
+        if by is not None:
+            args.append(by)
+        reply = await scripts.job_submit(keys=[keys.job(job_id), QUEUE, *base], args=args)
+        assert reply == ["CREATED", job_id]
+    assert await redis.hget(keys.job("j-by"), "by") == "alice"
+    assert await redis.hget(keys.job("j-sys"), "by") == ""

@@ -31,7 +31,8 @@ def claims(**changes: object) -> dict[str, object]:
         "role": "CUSTOMER",
         "jti": "j1",
         "iat": now,
-        "exp": now + 60,
+        # Built at collection: a long suite can reach a test minutes later.
+        "exp": now + 3600,
         "iss": "rideflow",
         "aud": "rideflow-api",
     }

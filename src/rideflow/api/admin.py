@@ -1,6 +1,5 @@
 """Administration reads from the record: dispatch analytics per time bucket, and the drivers
-whose last recorded position is nearest a point. Open for now: roles (ADMIN) come with the
-identity issue, and these routes sit under /v1/admin so that one rule will guard them."""
+whose last recorded position is nearest a point. ADMIN only."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 from rideflow.api.deps import RecordDep
 from rideflow.api.history import epoch_us
 from rideflow.api.problems import responses
+from rideflow.api.security import AdminCaller
 from rideflow.record import analytics, nearest
 from rideflow.redis.clock import from_us
 from rideflow.schemas import ID_PATTERN
@@ -32,6 +32,7 @@ DAY_US = 86_400 * 1_000_000
     "before `to`.",
 )
 async def get_analytics(
+    caller: AdminCaller,
     record: RecordDep,
     start: Annotated[
         datetime | None, Query(alias="from", description="Start (ISO-8601; naive means UTC)")
@@ -75,6 +76,7 @@ class Nearest(BaseModel):
     "live pool: dispatch searches Redis GEO.",
 )
 async def get_nearest(
+    caller: AdminCaller,
     record: RecordDep,
     lat: Annotated[float, Query(ge=-90, le=90, description="WGS84 latitude")],
     lng: Annotated[float, Query(ge=-180, le=180, description="WGS84 longitude")],

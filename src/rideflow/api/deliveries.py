@@ -11,8 +11,10 @@ from pydantic import ValidationError
 from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, RecordDep, idempotency_key
 from rideflow.api.history import order_or_record
 from rideflow.api.jsonc import strip_comments
+from rideflow.api.ownership import check_order, customer_for
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
+from rideflow.api.security import AnyCaller, CustomerCaller, MerchantCaller
 from rideflow.api.steps import OrderId, add_steps
 from rideflow.dispatch.schemas import AssignRequest, AssignResponse
 from rideflow.orders.schemas import DeliveryAccepted, DeliveryCreate, DeliveryEvents, DeliveryView
@@ -31,11 +33,16 @@ ASSIGN_SCHEMA = {
     response_model=DeliveryAccepted,
     responses=responses(409, 422),
     summary="Place a delivery: queued for dispatch, answered at once",
+    description="A CUSTOMER places it for themself (`customer_id` left out, or their own id); "
+    "ADMIN and back ends with an API key name the customer.",
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def create_delivery(
-    body: DeliveryCreate, orders: OrdersDep, request: Request
+    body: DeliveryCreate, caller: CustomerCaller, orders: OrdersDep, request: Request
 ) -> DeliveryAccepted:
+    customer = customer_for(caller, body.customer_id, "customer_id")
+    if body.customer_id != customer:
+        body = body.model_copy(update={"customer_id": customer})
     delivery_id, city = await orders.create_delivery(body, idempotency_key(request))
     return DeliveryAccepted(delivery_id=delivery_id, city=city)
 
@@ -45,10 +52,16 @@ async def create_delivery(
     response_model=DeliveryView,
     responses=responses(404),
     summary="A delivery: status, driver, time of each transition",
-    description="From Redis while it holds the delivery; after that, from the record (SQL).",
+    description="From Redis while it holds the delivery; after that, from the record (SQL). "
+    "A customer reads their own deliveries, a driver the one they are offered or carry; any "
+    "other is 404.",
 )
-async def get_delivery(delivery_id: OrderId, orders: OrdersDep, record: RecordDep) -> DeliveryView:
-    return await order_or_record(orders, record, delivery_id, "delivery")  # type: ignore[return-value]
+async def get_delivery(
+    delivery_id: OrderId, caller: AnyCaller, orders: OrdersDep, record: RecordDep
+) -> DeliveryView:
+    delivery = await order_or_record(orders, record, delivery_id, "delivery")
+    check_order(caller, delivery, "delivery", delivery_id)
+    return delivery  # type: ignore[return-value]
 
 
 @router.get(
@@ -59,9 +72,13 @@ async def get_delivery(delivery_id: OrderId, orders: OrdersDep, record: RecordDe
 )
 async def get_delivery_events(
     delivery_id: OrderId,
+    caller: AnyCaller,
     orders: OrdersDep,
+    record: RecordDep,
     after: EventAfter = None,
 ) -> DeliveryEvents:
+    delivery = await order_or_record(orders, record, delivery_id, "delivery")
+    check_order(caller, delivery, "delivery", delivery_id)
     events = await orders.events(delivery_id, "delivery", after)
     return DeliveryEvents(delivery_id=delivery_id, events=events)
 
@@ -80,7 +97,8 @@ router.include_router(steps)
     description="Answers as soon as a driver is reserved and offered the order (`status` "
     "OFFERED until they accept). No available driver within `radius_km`: 404. The same "
     "`order_id` again returns the same delivery; once a driver has accepted it, 409. The body "
-    "may carry `//` comments, as the contract's own example does.",
+    "may carry `//` comments, as the contract's own example does. For ADMIN and for a "
+    "merchant's back end (an API key with role CUSTOMER).",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -88,7 +106,9 @@ router.include_router(steps)
         }
     },
 )
-async def assign_delivery(request: Request, assigner: AssignerDep) -> AssignResponse:
+async def assign_delivery(
+    request: Request, caller: MerchantCaller, assigner: AssignerDep
+) -> AssignResponse:
     started = time.perf_counter()
     raw = await request.body()
     try:

@@ -4,6 +4,7 @@ itself (`rides.py`, `deliveries.py`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, NamedTuple
 
@@ -11,8 +12,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from rideflow.api.deps import RecordDep
+from rideflow.api.ownership import acting_as
 from rideflow.api.problems import responses
-from rideflow.errors import NotFound, Unprocessable
+from rideflow.api.security import CustomerCaller
+from rideflow.auth.principal import Principal, Role
+from rideflow.errors import Forbidden, NotFound, Unprocessable
 from rideflow.orders.schemas import DeliveryView, RideView
 from rideflow.orders.states import Kind, OrderStatus
 from rideflow.orders.store import Orders
@@ -94,7 +98,8 @@ async def order_or_record(
 LIST_DOC = (
     "From the record (SQL), newest first by creation time; keyset pagination: pass "
     "`next_cursor` as `cursor` for the next page. The record is written by the recorder, so an "
-    "order appears here shortly after its events."
+    "order appears here shortly after its events. A CUSTOMER sees only their own orders: "
+    "`customer_id` defaults to theirs, and another customer's id is 403."
 )
 
 
@@ -120,6 +125,18 @@ async def page_query(
 PageQueryDep = Annotated[PageQuery, Depends(page_query)]
 
 
+def own_page(caller: Principal, q: PageQuery) -> PageQuery:
+    """A customer's query narrowed to their own orders. Naming another customer is a 403, not
+    an empty page: customer ids are not secrets the way order ids are, and an empty page would
+    read as "they have no orders", an answer we would be making up."""
+    if not acting_as(caller, Role.CUSTOMER):
+        return q
+    named = q.filters.customer_id
+    if named is not None and named != caller.subject:
+        raise Forbidden(f"`customer_id` must be your own id ({caller.subject}) or left out")
+    return q._replace(filters=dataclasses.replace(q.filters, customer_id=caller.subject))
+
+
 @router.get(
     "/v1/rides",
     response_model=RidePage,
@@ -127,7 +144,8 @@ PageQueryDep = Annotated[PageQuery, Depends(page_query)]
     summary="Ride history, newest first, filtered by customer, status and creation time",
     description=LIST_DOC,
 )
-async def list_rides(record: RecordDep, q: PageQueryDep) -> RidePage:
+async def list_rides(caller: CustomerCaller, record: RecordDep, q: PageQueryDep) -> RidePage:
+    q = own_page(caller, q)
     found = await history.page(record, "ride", q.filters, q.limit, q.cursor)
     return RidePage(rides=found.items, next_cursor=found.next_cursor)
 
@@ -139,6 +157,9 @@ async def list_rides(record: RecordDep, q: PageQueryDep) -> RidePage:
     summary="Delivery history, newest first, filtered by customer, status and creation time",
     description=LIST_DOC,
 )
-async def list_deliveries(record: RecordDep, q: PageQueryDep) -> DeliveryPage:
+async def list_deliveries(
+    caller: CustomerCaller, record: RecordDep, q: PageQueryDep
+) -> DeliveryPage:
+    q = own_page(caller, q)
     found = await history.page(record, "delivery", q.filters, q.limit, q.cursor)
     return DeliveryPage(deliveries=found.items, next_cursor=found.next_cursor)

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from rideflow.api.deps import IDEMPOTENCY_DOC, JobsDep, OrdersDep, idempotency_key
-from rideflow.api.jobs import JobId
+from rideflow.api.jobs import JobId, check_job, check_task
+from rideflow.api.ownership import customer_for
 from rideflow.api.problems import responses
+from rideflow.api.security import AnyCaller, CustomerCaller
 from rideflow.jobs.schemas import TASK_PATTERN, JobStatus, JobSubmit
 from rideflow.orders.schemas import RideCreate
 from rideflow.orders.states import OrderStatus
@@ -34,7 +36,9 @@ class LegacyRideRequest(Body):
         },
     )
 
-    rider_id: int | Id
+    rider_id: int | Id | None = Field(
+        default=None, description="The rider: a CUSTOMER's own id, or left out; ADMIN names one"
+    )
     pickup_lat: Lat
     pickup_lng: Lng
     dest_lat: Lat
@@ -80,10 +84,11 @@ router = APIRouter(tags=["compatibility"])
     openapi_extra=IDEMPOTENCY_DOC,
 )
 async def request_ride(
-    body: LegacyRideRequest, orders: OrdersDep, request: Request
+    body: LegacyRideRequest, caller: CustomerCaller, orders: OrdersDep, request: Request
 ) -> LegacyRideQueued:
+    named = None if body.rider_id is None else str(body.rider_id)
     ride = RideCreate(
-        rider_id=str(body.rider_id),
+        rider_id=customer_for(caller, named, "rider_id"),
         pickup=Point(lat=body.pickup_lat, lng=body.pickup_lng),
         dropoff=Point(lat=body.dest_lat, lng=body.dest_lng),
     )
@@ -99,8 +104,12 @@ async def request_ride(
     tags=["compatibility"],
     summary="Submit a job with the original body (same as POST /v1/jobs with defaults)",
 )
-async def legacy_submit_job(body: LegacyJobSubmit, jobs: JobsDep) -> LegacyJobCreated:
-    return LegacyJobCreated(job_id=await jobs.submit(JobSubmit(task=body.task)))
+async def legacy_submit_job(
+    body: LegacyJobSubmit, caller: AnyCaller, jobs: JobsDep
+) -> LegacyJobCreated:
+    check_task(caller, body.task)
+    job_id = await jobs.submit(JobSubmit(task=body.task), submitter=caller.subject)
+    return LegacyJobCreated(job_id=job_id)
 
 
 @router.get(
@@ -110,5 +119,6 @@ async def legacy_submit_job(body: LegacyJobSubmit, jobs: JobsDep) -> LegacyJobCr
     tags=["compatibility"],
     summary="A job's status and retries, as the original job service shows them",
 )
-async def legacy_job_status(job_id: JobId, jobs: JobsDep) -> LegacyJobStatus:
+async def legacy_job_status(job_id: JobId, caller: AnyCaller, jobs: JobsDep) -> LegacyJobStatus:
+    await check_job(caller, jobs, job_id)
     return LegacyJobStatus.model_validate(await jobs.brief(job_id))

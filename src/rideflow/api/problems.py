@@ -172,7 +172,8 @@ def redis_failure(exc: RedisError, where: str) -> Response:
     return problem(
         503,
         "Service unavailable",
-        f"Redis is unreachable or refusing work ({type(exc).__name__}: {exc}); retry shortly",
+        # The exception's text can quote a command and its keys: logged above, never sent.
+        f"Redis is unreachable or refusing work ({type(exc).__name__}); retry shortly",
         headers={"Retry-After": "1"},
     )
 
@@ -238,6 +239,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     edge.append(422)
                 if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and not _form(operation):
                     edge.append(415)  # a body that is not JSON (JsonBodyMiddleware)
+                if operation.get("security"):  # a route that takes a caller
+                    edge += [401, 403]
                 for status in edge:
                     answers[str(status)] = _doc(status)
         app.openapi_schema = doc

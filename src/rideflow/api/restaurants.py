@@ -1,5 +1,5 @@
 """Restaurants and their menus: CRUD on SQL; menu reads through the Redis cache, with a strong
-ETag and 304 for `If-None-Match`."""
+ETag and 304 for `If-None-Match`. Writes are ADMIN's; any authenticated caller reads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from rideflow.api.deps import RestaurantsDep
 from rideflow.api.problems import responses
+from rideflow.api.security import AdminCaller, AnyCaller
 from rideflow.restaurants.cache import MenuCache
 from rideflow.restaurants.schemas import (
     MenuItemCreate,
@@ -36,7 +37,9 @@ ItemId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
     responses=responses(422),
     summary="Register a restaurant (its location must lie in a configured city)",
 )
-async def create_restaurant(body: RestaurantCreate, restaurants: RestaurantsDep) -> RestaurantView:
+async def create_restaurant(
+    body: RestaurantCreate, caller: AdminCaller, restaurants: RestaurantsDep
+) -> RestaurantView:
     return await restaurants.create(body)
 
 
@@ -47,6 +50,7 @@ async def create_restaurant(body: RestaurantCreate, restaurants: RestaurantsDep)
     summary="Restaurants, by id, optionally of one city; `after` pages on",
 )
 async def list_restaurants(
+    caller: AnyCaller,
     restaurants: RestaurantsDep,
     city: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -62,7 +66,7 @@ async def list_restaurants(
     summary="A restaurant",
 )
 async def get_restaurant(
-    restaurant_id: RestaurantId, restaurants: RestaurantsDep
+    restaurant_id: RestaurantId, caller: AnyCaller, restaurants: RestaurantsDep
 ) -> RestaurantView:
     return await restaurants.get(restaurant_id)
 
@@ -74,7 +78,10 @@ async def get_restaurant(
     summary="Change a restaurant (not its city)",
 )
 async def patch_restaurant(
-    restaurant_id: RestaurantId, body: RestaurantPatch, restaurants: RestaurantsDep
+    restaurant_id: RestaurantId,
+    body: RestaurantPatch,
+    caller: AdminCaller,
+    restaurants: RestaurantsDep,
 ) -> RestaurantView:
     return await restaurants.patch(restaurant_id, body)
 
@@ -85,7 +92,9 @@ async def patch_restaurant(
     responses=responses(404, 409, 422),
     summary="Delete a restaurant and its menu; 409 while it has open food orders",
 )
-async def delete_restaurant(restaurant_id: RestaurantId, restaurants: RestaurantsDep) -> Response:
+async def delete_restaurant(
+    restaurant_id: RestaurantId, caller: AdminCaller, restaurants: RestaurantsDep
+) -> Response:
     await restaurants.delete(restaurant_id)
     return Response(status_code=204)
 
@@ -96,7 +105,7 @@ async def delete_restaurant(restaurant_id: RestaurantId, restaurants: Restaurant
     responses={**responses(404, 422), 304: {"description": "Not modified (`If-None-Match`)"}},
     summary="The menu, cached: strong `ETag`, 304 for a matching `If-None-Match`",
 )
-async def get_menu(restaurant_id: RestaurantId, request: Request) -> Response:
+async def get_menu(restaurant_id: RestaurantId, caller: AnyCaller, request: Request) -> Response:
     # The services straight from the request state: this is the hot read, and each dependency
     # pass costs more than the cache hit's own Python.
     restaurants: Restaurants = request.state.restaurants
@@ -120,7 +129,10 @@ async def get_menu(restaurant_id: RestaurantId, request: Request) -> Response:
     summary="Add an item to the menu (`stock` and `per_customer_limit` make it limited)",
 )
 async def add_item(
-    restaurant_id: RestaurantId, body: MenuItemCreate, restaurants: RestaurantsDep
+    restaurant_id: RestaurantId,
+    body: MenuItemCreate,
+    caller: AdminCaller,
+    restaurants: RestaurantsDep,
 ) -> MenuItemView:
     return await restaurants.add_item(restaurant_id, body)
 
@@ -132,7 +144,11 @@ async def add_item(
     summary="Change an item; a new `stock` restarts its live count from it",
 )
 async def patch_item(
-    restaurant_id: RestaurantId, item_id: ItemId, body: MenuItemPatch, restaurants: RestaurantsDep
+    restaurant_id: RestaurantId,
+    item_id: ItemId,
+    body: MenuItemPatch,
+    caller: AdminCaller,
+    restaurants: RestaurantsDep,
 ) -> MenuItemView:
     return await restaurants.patch_item(restaurant_id, item_id, body)
 
@@ -144,7 +160,7 @@ async def patch_item(
     summary="Remove an item from the menu",
 )
 async def delete_item(
-    restaurant_id: RestaurantId, item_id: ItemId, restaurants: RestaurantsDep
+    restaurant_id: RestaurantId, item_id: ItemId, caller: AdminCaller, restaurants: RestaurantsDep
 ) -> Response:
     await restaurants.delete_item(restaurant_id, item_id)
     return Response(status_code=204)

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Request, Response
 
 from rideflow.api.deps import IDEMPOTENCY_DOC, OrdersDep, RecordDep, idempotency_key, orders_of
 from rideflow.api.history import order_or_record
+from rideflow.api.ownership import check_order, customer_for
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
+from rideflow.api.security import AnyCaller, CustomerCaller
 from rideflow.api.steps import OrderId, add_steps
 from rideflow.orders.schemas import RideAccepted, RideCreate, RideEvents, RideView
 from rideflow.orders.store import Orders
@@ -28,6 +30,8 @@ RIDE_CREATE_SCHEMA = {
     response_model=RideAccepted,
     responses=responses(409, 422),
     summary="Request a ride: queued for dispatch, answered at once",
+    description="A CUSTOMER requests for themself (`rider_id` left out, or their own id); "
+    "ADMIN and back ends with an API key name the rider.",
     openapi_extra={
         **IDEMPOTENCY_DOC,
         "requestBody": {
@@ -36,10 +40,13 @@ RIDE_CREATE_SCHEMA = {
         },
     },
 )
-async def create_ride(request: Request) -> Response:
+async def create_ride(request: Request, caller: CustomerCaller) -> Response:
     # The hottest route, kept lean: pydantic parses the raw JSON in one pass (a ValidationError
     # renders as 422 like any other), with no dependency or response-model pass.
     body = RideCreate.model_validate_json(await request.body())
+    rider = customer_for(caller, body.rider_id, "rider_id")
+    if body.rider_id != rider:
+        body = body.model_copy(update={"rider_id": rider})
     ride_id, city = await orders_of(request).create_ride(body, idempotency_key(request))
     return Response(
         orjson.dumps({"ride_id": ride_id, "status": "QUEUED", "city": city}),
@@ -54,10 +61,16 @@ async def create_ride(request: Request) -> Response:
     response_model=RideView,
     responses=responses(404),
     summary="A ride: status, driver, pickup distance, time of each transition",
-    description="From Redis while it holds the ride; after that, from the record (SQL).",
+    description="From Redis while it holds the ride; after that, from the record (SQL). A "
+    "customer reads their own rides, a driver the one they are offered or drive; any other is "
+    "404.",
 )
-async def get_ride(ride_id: OrderId, orders: OrdersDep, record: RecordDep) -> RideView:
-    return await order_or_record(orders, record, ride_id, "ride")  # type: ignore[return-value]
+async def get_ride(
+    ride_id: OrderId, caller: AnyCaller, orders: OrdersDep, record: RecordDep
+) -> RideView:
+    ride = await order_or_record(orders, record, ride_id, "ride")
+    check_order(caller, ride, "ride", ride_id)
+    return ride  # type: ignore[return-value]
 
 
 @router.get(
@@ -68,9 +81,12 @@ async def get_ride(ride_id: OrderId, orders: OrdersDep, record: RecordDep) -> Ri
 )
 async def get_events(
     ride_id: OrderId,
+    caller: AnyCaller,
     orders: OrdersDep,
+    record: RecordDep,
     after: EventAfter = None,
 ) -> RideEvents:
+    check_order(caller, await order_or_record(orders, record, ride_id, "ride"), "ride", ride_id)
     return RideEvents(ride_id=ride_id, events=await orders.events(ride_id, "ride", after))
 
 

@@ -2,11 +2,13 @@
 
     async def cancel_ride(ride_id: RideId, caller: CustomerCaller, ...) -> ...
 
-`AdminCaller`, `CustomerCaller` (CUSTOMER or ADMIN), `DriverCaller` (DRIVER or ADMIN) and
-`AnyCaller` (any authenticated role). The caller comes from a bearer access token
-(`Authorization: Bearer <jwt>`, the OAuth2 password flow of `/docs`) or a back end's API key
-(`X-API-Key`); a route that takes no caller is public (health, docs, login). Each shows in the
-OpenAPI document as a security requirement; `allowed_roles` reads them back for the role matrix.
+`AdminCaller`, `CustomerCaller` (CUSTOMER or ADMIN), `DriverCaller` (DRIVER or ADMIN),
+`AnyCaller` (any authenticated role), and for back ends `MerchantCaller` / `FleetCaller` (ADMIN,
+or an API key with role CUSTOMER / DRIVER; not an account of that role). The caller comes from a
+bearer access token (`Authorization: Bearer <jwt>`, the OAuth2 password flow of `/docs`) or a back
+end's API key (`X-API-Key`); a route that takes no caller is public (health, docs, login). Each
+shows in the OpenAPI document as a security requirement; `allowed_roles` and `key_only_roles` read
+them back (the role matrix, the README's table: `python -m rideflow.api.access`).
 """
 
 from __future__ import annotations
@@ -54,11 +56,14 @@ async def authenticate(request: Request, token: str | None, key: str | None) -> 
 Check = Callable[..., Awaitable[Principal]]
 
 
-def allow(*roles: Role) -> Check:
-    """A dependency: the caller, when their role is one of `roles`; 401 without valid
+def allow(*roles: Role, keys_only: tuple[Role, ...] = ()) -> Check:
+    """A dependency: the caller, when their role is one of `roles`, or one of `keys_only` as a
+    back end with an API key (an account of that role is refused); 401 without valid
     credentials, 403 with a role that may not call the route."""
-    allowed = frozenset(roles)
-    names = " or ".join(sorted(r.value for r in allowed))
+    allowed = frozenset(roles) | frozenset(keys_only)
+    services = frozenset(keys_only) - frozenset(roles)
+    names = " or ".join(sorted(r.value for r in roles))
+    names += "".join(f" or a {r.value} back end (API key)" for r in sorted(services))
 
     async def caller(
         request: Request,
@@ -66,24 +71,40 @@ def allow(*roles: Role) -> Check:
         key: Annotated[str | None, Security(api_key)],
     ) -> Principal:
         principal = await authenticate(request, token, key)
-        if principal.role not in allowed:
-            raise Forbidden(f"this route is for {names}; you are {principal.role.value}")
+        if principal.role not in allowed or (principal.role in services and not principal.service):
+            kind = "back end" if principal.service else "account"
+            raise Forbidden(f"this route is for {names}; you are a {principal.role.value} {kind}")
         return principal
 
     caller.roles = allowed  # type: ignore[attr-defined]
+    caller.keys_only = services  # type: ignore[attr-defined]
     return caller
+
+
+def _check_of(route: Any) -> Any:
+    for dep in route.dependant.dependencies:
+        if getattr(dep.call, "roles", None) is not None:
+            return dep.call
+    return None
 
 
 def allowed_roles(route: Any) -> frozenset[Role] | None:
     """The roles a route admits (None: public), read from the caller it takes."""
-    for dep in route.dependant.dependencies:
-        roles = getattr(dep.call, "roles", None)
-        if roles is not None:
-            return frozenset(roles)
-    return None
+    check = _check_of(route)
+    return None if check is None else frozenset(check.roles)
+
+
+def key_only_roles(route: Any) -> frozenset[Role]:
+    """The roles a route admits only from back ends with an API key."""
+    check = _check_of(route)
+    return frozenset() if check is None else frozenset(check.keys_only)
 
 
 AdminCaller = Annotated[Principal, Security(allow(Role.ADMIN))]
 CustomerCaller = Annotated[Principal, Security(allow(Role.CUSTOMER, Role.ADMIN))]
 DriverCaller = Annotated[Principal, Security(allow(Role.DRIVER, Role.ADMIN))]
 AnyCaller = Annotated[Principal, Security(allow(Role.CUSTOMER, Role.DRIVER, Role.ADMIN))]
+MerchantCaller = Annotated[Principal, Security(allow(Role.ADMIN, keys_only=(Role.CUSTOMER,)))]
+"""ADMIN, or a merchant's back end: an API key with role CUSTOMER (the assignment contract)."""
+FleetCaller = Annotated[Principal, Security(allow(Role.ADMIN, keys_only=(Role.DRIVER,)))]
+"""ADMIN, or a fleet gateway: an API key with role DRIVER (many drivers' positions at once)."""

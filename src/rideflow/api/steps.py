@@ -4,14 +4,17 @@ No `from __future__ import annotations` here: the routes are built in a loop and
 their annotations as objects, not as names to look up in this module."""
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
 from rideflow.api.deps import OrdersDep
+from rideflow.api.ownership import check_order, driver_for
 from rideflow.api.problems import responses
-from rideflow.orders.schemas import DriverStep
+from rideflow.api.security import CustomerCaller, DriverCaller
+from rideflow.auth.principal import Principal
+from rideflow.orders.schemas import DeliveryView, DriverStep, RideView
 from rideflow.orders.states import KIND_STEPS, STEPS, Kind
 from rideflow.orders.store import Orders
 from rideflow.schemas import ID_PATTERN
@@ -54,22 +57,35 @@ def _route(
     order_id_param = Annotated[
         str, Path(alias=f"{kind}_id", min_length=1, max_length=96, pattern=ID_PATTERN)
     ]
+
+    async def check_mine(caller: Principal, orders: Orders, order_id: str) -> None:
+        # Read before the step (a live order is in Redis; a gone one is a 404 either way):
+        # another's is a 404, worded as for an unknown id. The step's script re-checks the
+        # driver, so a change in between is refused, not let through.
+        order = cast(RideView | DeliveryView, await view(orders, order_id))
+        check_order(caller, order, kind, order_id)
+
     if by_driver:
 
         async def driver_step(
             order_id: order_id_param,
-            body: DriverStep,
+            caller: DriverCaller,
             orders: OrdersDep,
+            body: DriverStep | None = None,
         ) -> BaseModel:
-            await orders.step(order_id, kind, action, body.driver_id)
+            driver = driver_for(caller, body.driver_id if body is not None else None)
+            await check_mine(caller, orders, order_id)
+            await orders.step(order_id, kind, action, driver)
             return await view(orders, order_id)
 
         return driver_step
 
     async def customer_step(
         order_id: order_id_param,
+        caller: CustomerCaller,
         orders: OrdersDep,
     ) -> BaseModel:
+        await check_mine(caller, orders, order_id)
         await orders.step(order_id, kind, action)
         return await view(orders, order_id)
 

@@ -200,10 +200,14 @@ class Offers:
         view = await self._view(city, offer_id)
         return [view] if view is not None and view.status == "PENDING" else []
 
-    async def answer(self, offer_id: str, action: str, driver_id: str, token: int) -> OfferAnswered:
+    async def answer(
+        self, offer_id: str, action: str, driver_id: str, token: int, *, mine_only: bool = False
+    ) -> OfferAnswered:
         """Accept or reject an offer as `driver_id` with the offer's fencing token. Refused with
         a 409 that says why: another driver's offer, a stale token, already answered, or too
-        late (the offer lapses then and the order moves on)."""
+        late (the offer lapses then and the order moves on). With `mine_only` (a driver
+        answering for themself) another driver's offer is a 404, as an unknown one: the script
+        checks the driver before anything else, so nothing about it is revealed."""
         city = self._city(offer_id)
         if action == "accept":
             answered = await self._accept(city, offer_id, driver_id, str(token))
@@ -221,6 +225,8 @@ class Offers:
         if outcome is Answer.GONE:
             raise NotFound(f"no offer with id {offer_id!r}")
         if outcome is Answer.NOT_YOURS:
+            if mine_only:
+                raise NotFound(f"no offer with id {offer_id!r}")
             raise Conflict(
                 f"offer {offer_id} was made to driver {answered.detail}, not {driver_id}"
             )

@@ -84,11 +84,11 @@ class DriverOffers(BaseModel):
 
 
 class OfferAnswer(Body):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"examples": [{"driver_id": "D4", "token": 1042}]}
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"token": 1042}]})
 
-    driver_id: Id
+    driver_id: Id | None = Field(
+        default=None, description="A driver's own id, or left out; ADMIN names the driver"
+    )
     token: int = Field(ge=1, description="The offer's fencing token")
 
 

@@ -103,6 +103,9 @@ class JobView(BaseModel):
     run_at: datetime = Field(description="When it is due (again, after a failure)")
     started_at: datetime | None = Field(default=None, description="When the last attempt began")
     finished_at: datetime | None = None
+    submitted_by: str | None = Field(
+        default=None, description="The submitter's id; null for RideFlow's own jobs"
+    )
 
 
 class JobList(BaseModel):

@@ -69,9 +69,13 @@ class Jobs:
     ) -> None:
         self.redis, self.scripts, self.settings, self.registry = redis, scripts, settings, registry
 
-    async def submit(self, body: JobSubmit, idempotency_key: str | None = None) -> str:
+    async def submit(
+        self, body: JobSubmit, idempotency_key: str | None = None, submitter: str = ""
+    ) -> str:
         """Store a job and queue it (or hold it until its time); returns its id. The task and
-        its payload are checked first: nothing is stored for a bad one."""
+        its payload are checked first: nothing is stored for a bad one. `submitter` is the
+        caller's subject ('' for RideFlow itself); their `Idempotency-Key`s are theirs alone, so
+        one caller can neither read nor squat on another's."""
         payload = self.registry.validate(body.task, body.payload)
         job_id = str(uuid.uuid4())
         run_at = 0
@@ -88,7 +92,8 @@ class Jobs:
         ]
         print_ = ""
         if idempotency_key is not None:
-            script_keys.append(keys.job_idempotency(idempotency_key))
+            scoped = f"by:{submitter}:{idempotency_key}" if submitter else idempotency_key
+            script_keys.append(keys.job_idempotency(scoped))
             print_ = fingerprint(body.model_dump(mode="json"))
         reply = await self.scripts.job_submit(
             keys=script_keys,
@@ -103,6 +108,7 @@ class Jobs:
                 IDEMPOTENCY_TTL_S,
                 print_,
                 keys.queue_number(body.priority),
+                submitter,
             ],
         )
         outcome, stored = parse_stored(reply)
@@ -128,6 +134,13 @@ class Jobs:
         if not h:
             raise NotFound(f"no job with id {job_id!r}")
         return view(h, attempts)
+
+    async def submitter(self, job_id: str) -> str:
+        """Who submitted a job ('' for RideFlow itself, or a job older than the field)."""
+        found, by = await self.redis.hmget(keys.job(job_id), ["id", "by"])
+        if found is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return str(by or "")
 
     async def brief(self, job_id: str) -> dict[str, Any]:
         """What `GET /job-status/{id}` shows."""
@@ -310,6 +323,7 @@ def view(h: dict[str, str], attempts: list[str]) -> JobView:
         run_at=from_ms(h["run_at"]),
         started_at=from_ms(h["started"]) if h.get("started") else None,
         finished_at=from_ms(h["finished"]) if h.get("finished") else None,
+        submitted_by=h.get("by") or None,
     )
 
 

@@ -4,7 +4,7 @@
 --     [5] the task's stats hash, [6] (optional) idempotency key
 -- ARGV[1] job id, [2] task, [3] payload JSON, [4] priority, [5] max retries, [6] timeout s,
 --     [7] run at ms (0: now), [8] idempotency ttl s, [9] request fingerprint, [10] the queue's
---     number (1..3: high, default, low)
+--     number (1..3: high, default, low), [11] the submitter ('' for the system itself)
 -- A queued entry carries the job itself (its first attempt's token, task, payload, timeout), so
 -- that a worker can run it the moment it is delivered (job_begin records the start behind it);
 -- the hash keeps the entry's id and queue, so a cancel can take back an entry not yet delivered.
@@ -26,7 +26,7 @@ local run_at = tonumber(ARGV[7])
 if run_at < now then run_at = now end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'task', ARGV[2], 'payload', ARGV[3],
   'priority', ARGV[4], 'max_retries', ARGV[5], 'timeout', ARGV[6], 'status', 'pending',
-  'retries', 0, 'attempts', 0, 'created', now, 'run_at', run_at)
+  'retries', 0, 'attempts', 0, 'created', now, 'run_at', run_at, 'by', ARGV[11] or '')
 redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'submitted', 1)
 if run_at > now then

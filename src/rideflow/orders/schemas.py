@@ -25,7 +25,9 @@ class RideCreate(Body):
         }
     )
 
-    rider_id: Id
+    rider_id: Id | None = Field(
+        default=None, description="The rider: a CUSTOMER's own id, or left out; ADMIN names one"
+    )
     pickup: Point
     dropoff: Point
     strategy: Strategy | None = Field(default=None, description=STRATEGY_DOC)
@@ -95,11 +97,12 @@ class DeliveryEvents(BaseModel):
 
 
 class DriverStep(Body):
-    """A driver moving their order along: they name themselves (until JWT roles arrive)."""
+    """A driver moving their order along. A driver's own account may leave `driver_id` out (it
+    must be their own id when given); ADMIN names the driver it acts for."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"driver_id": "D4"}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
 
-    driver_id: Id
+    driver_id: Id | None = None
 
 
 class DeliveryCreate(Body):
@@ -118,7 +121,9 @@ class DeliveryCreate(Body):
         },
     )
 
-    customer_id: Id
+    customer_id: Id | None = Field(
+        default=None, description="The customer: a CUSTOMER's own id, or left out; ADMIN names one"
+    )
     order_id: Id | None = Field(default=None, description="The merchant's own order reference")
     restaurant_id: Id | None = None
     pickup: Point

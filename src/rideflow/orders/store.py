@@ -116,23 +116,25 @@ class Orders:
     ) -> tuple[str, str]:
         """Queue a ride; returns (ride id, city code). The same `Idempotency-Key` from the same
         rider returns the first ride; reused for a different request it is a conflict."""
+        rider = named(body.rider_id, "rider_id")
         city = self.city_of_pickup(body.pickup)
         p, d = body.pickup, body.dropoff
         fields: dict[str, str | int | float] = {
-            "customer": body.rider_id,
+            "customer": rider,
             "pickup": f"{p.lat},{p.lng}",
             "dropoff": f"{d.lat},{d.lng}",
             "strategy": body.strategy or city.strategy,
         }
-        return await self._create(city.code, "ride", body, body.rider_id, fields, idempotency_key)
+        return await self._create(city.code, "ride", body, rider, fields, idempotency_key)
 
     async def create_delivery(
         self, body: DeliveryCreate, idempotency_key: str | None = None
     ) -> tuple[str, str]:
         """Queue a delivery; returns (delivery id, city code); idempotent like rides."""
+        customer = named(body.customer_id, "customer_id")
         city = self.city_of_pickup(body.pickup)
         fields = delivery_fields(body.pickup, body.dropoff, body.strategy or city.strategy)
-        fields["customer"] = body.customer_id
+        fields["customer"] = customer
         if body.order_id:
             fields["ext_order"] = body.order_id
         if body.restaurant_id:
@@ -141,9 +143,7 @@ class Orders:
             fields["radius_m"] = body.radius_km * 1000
         if body.timeout_sec:
             fields["window_ms"] = body.timeout_sec * 1000
-        return await self._create(
-            city.code, "delivery", body, body.customer_id, fields, idempotency_key
-        )
+        return await self._create(city.code, "delivery", body, customer, fields, idempotency_key)
 
     async def _create(
         self,
@@ -310,6 +310,13 @@ class Orders:
             if outcome is Step.GONE:
                 raise NotFound(f"no {kind} with id {order_id!r}")
         raise Conflict(f"{kind} {order_id} kept changing while being {step.verb}; retry")
+
+
+def named(customer: str | None, field: str) -> str:
+    """The customer an order is for; the API fills it in from the caller before it gets here."""
+    if customer is None:
+        raise Unprocessable("required: the customer this order is for", field=field)
+    return customer
 
 
 def delivery_fields(

@@ -16,7 +16,7 @@ from rideflow.errors import Conflict, NotFound, Unprocessable
 from rideflow.idempotency import IDEMPOTENCY_TTL_S, fingerprint
 from rideflow.jobs.schemas import JobSubmit
 from rideflow.jobs.store import Jobs
-from rideflow.orders.store import Orders, point
+from rideflow.orders.store import Orders, named, point
 from rideflow.record.db import Record
 from rideflow.record.models import FoodOrder, FoodOrderLine
 from rideflow.redis import keys
@@ -101,6 +101,7 @@ class FoodOrders:
     async def create(
         self, body: FoodOrderCreate, idempotency_key: str | None = None
     ) -> FoodOrderAccepted:
+        customer = named(body.customer_id, "customer_id")
         city_code, menu = await self._menu(body.restaurant_id)
         if not menu["open"]:
             raise Conflict(f"restaurant {body.restaurant_id} is closed; it takes no orders now")
@@ -112,7 +113,7 @@ class FoodOrders:
         fields: dict[str, str | int | float] = {
             "kind": "delivery",
             "window_ms": self.settings.offer_window_ms("delivery"),
-            "customer": body.customer_id,
+            "customer": customer,
             "pickup": f"{pickup['lat']},{pickup['lng']}",
             "dropoff": f"{drop.lat},{drop.lng}",
             "strategy": city.strategy,
@@ -130,7 +131,7 @@ class FoodOrders:
             keys.order_events(city_code, order_id),
             keys.city_events(city_code),
             keys.retries(city_code),
-            keys.idempotency(city_code, f"customer:{body.customer_id}", idempotency_key or "-"),
+            keys.idempotency(city_code, f"customer:{customer}", idempotency_key or "-"),
             keys.reservation(city_code, order_id),
             keys.restaurant_orders(city_code, body.restaurant_id),
         ]
@@ -140,7 +141,7 @@ class FoodOrders:
             self.settings.deadline_ms("delivery"),
             IDEMPOTENCY_TTL_S,
             fingerprint(body.model_dump(mode="json")) if idempotency_key is not None else "",
-            body.customer_id,
+            customer,
             self.settings.food_reservation_ttl_s,
             len(mine),
         ]

@@ -154,7 +154,9 @@ class FoodOrderCreate(Body):
     )
 
     restaurant_id: Id
-    customer_id: Id
+    customer_id: Id | None = Field(
+        default=None, description="The customer: a CUSTOMER's own id, or left out; ADMIN names one"
+    )
     items: list[LineCreate] = Field(min_length=1, max_length=50)
     dropoff: Point
 
