@@ -43,7 +43,7 @@ async def settings(flushed: RedisServer, record_url: str, tmp_path: Path) -> Set
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings) as c:
+    async with api_client(settings, headers={}) as c:
         yield c
 
 
@@ -154,7 +154,7 @@ async def test_login_attempts_are_limited_per_account_and_per_address(
         login_account_limit=RatePolicy(algorithm="fixed_window", limit=3, window_s=600),
         login_ip_limit=RatePolicy(algorithm="fixed_window", limit=5, window_s=600),
     )
-    async with api_client(settings) as c:
+    async with api_client(settings, headers={}) as c:
         await register(c, "asha@example.com")
         # Per account: three attempts (from three addresses), the right password on the last.
         for n, password in enumerate(["bad", "bad", PASSWORD]):
@@ -324,7 +324,7 @@ async def test_a_reset_token_expires(
 ) -> None:
     settings = account_settings(flushed.url, record_url, tmp_path, password_reset_ttl_s=1)
     workers.jobs(settings)
-    async with api_client(settings) as c:
+    async with api_client(settings, headers={}) as c:
         await register(c, "asha@example.com")
         assert (
             await c.post("/v1/auth/password-reset", json={"email": "asha@example.com"})
@@ -401,13 +401,13 @@ async def test_api_keys_are_made_shown_once_listed_used_and_revoked(
 async def test_a_hash_made_with_other_costs_is_upgraded_at_login(
     flushed: RedisServer, record_url: str, tmp_path: Path
 ) -> None:
-    async with api_client(account_settings(flushed.url, record_url, tmp_path)) as c:
+    async with api_client(account_settings(flushed.url, record_url, tmp_path), headers={}) as c:
         await register(c, "asha@example.com")
     stronger = account_settings(flushed.url, record_url, tmp_path, password_hash_time_cost=2)
     async with accounts_of(stronger) as (accounts, _):
         old = await accounts.find("asha@example.com")
         assert old is not None and ",t=1," in old.password_hash
-        async with api_client(stronger) as c:
+        async with api_client(stronger, headers={}) as c:
             assert (await login(c, "asha@example.com")).status_code == 200
         new = await accounts.find("asha@example.com")
         assert new is not None and ",t=2," in new.password_hash

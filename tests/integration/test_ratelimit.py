@@ -37,10 +37,11 @@ def limited(
 async def test_headers_on_admitted_and_refused(
     settings: Settings, redis: Redis, algorithm: str
 ) -> None:
-    async with api_client(limited(settings, algorithm, limit=2, window_s=60)) as c:
+    # Anonymous: limited per address (a user's limit is their own: test_user_limits).
+    async with api_client(limited(settings, algorithm, limit=2, window_s=60), headers={}) as c:
         first, second, third = [await c.get("/v1/rides/blr-none") for _ in range(3)]
         assert (await c.get("/healthz")).status_code == 200  # health is never limited
-    assert first.status_code == second.status_code == 404
+    assert first.status_code == second.status_code == 401
     assert first.headers["RateLimit-Policy"] == '"all";q=2;w=60'
     assert first.headers["RateLimit"].startswith('"all";r=1;t=')
     assert second.headers["RateLimit"].startswith('"all";r=0;t=')
@@ -53,7 +54,7 @@ async def test_headers_on_admitted_and_refused(
 async def test_trusted_proxy_forwards_the_client_address(settings: Settings, redis: Redis) -> None:
     # The in-process transport's peer is 127.0.0.1: trust it as a proxy.
     s = limited(settings, "fixed_window", limit=2, window_s=60, trusted_proxies=["127.0.0.0/8"])
-    async with api_client(s, client=("127.0.0.1", 5000)) as c:
+    async with api_client(s, client=("127.0.0.1", 5000), headers={}) as c:
         codes: Counter[tuple[str, int]] = Counter()
         for client in ("203.0.113.7", "198.51.100.9"):
             for _ in range(3):
@@ -61,9 +62,9 @@ async def test_trusted_proxy_forwards_the_client_address(settings: Settings, red
                 codes[(client, r.status_code)] += 1
     assert codes == Counter(
         {
-            ("203.0.113.7", 404): 2,
+            ("203.0.113.7", 401): 2,
             ("203.0.113.7", 429): 1,
-            ("198.51.100.9", 404): 2,
+            ("198.51.100.9", 401): 2,
             ("198.51.100.9", 429): 1,
         }
     )

@@ -51,7 +51,7 @@ async def test_two_users_behind_one_address_each_get_their_own_budget(
 ) -> None:
     s = limited(settings, 2)
     seen: Counter[tuple[str, str]] = Counter()
-    async with api_client(s) as c:
+    async with api_client(s, headers={}) as c:
         for user in ("cust-a", "cust-b"):
             for _ in range(3):
                 r = await c.get(PATH, headers=at("203.0.113.7", bearer(s, user, Role.CUSTOMER)))
@@ -74,7 +74,7 @@ async def test_two_users_behind_one_address_each_get_their_own_budget(
 async def test_a_user_keeps_their_budget_across_addresses(settings: Settings, redis: Redis) -> None:
     s = limited(settings, 2)
     headers = bearer(s, "cust-a", Role.CUSTOMER)
-    async with api_client(s) as c:
+    async with api_client(s, headers={}) as c:
         codes = [
             (await c.get(PATH, headers=at(address, headers))).status_code
             for address in ("203.0.113.7", "198.51.100.9", "192.0.2.1")
@@ -85,7 +85,7 @@ async def test_a_user_keeps_their_budget_across_addresses(settings: Settings, re
 async def test_anonymous_calls_are_limited_per_address(settings: Settings, redis: Redis) -> None:
     s = limited(settings, 2)
     seen: Counter[tuple[str, str]] = Counter()
-    async with api_client(s) as c:
+    async with api_client(s, headers={}) as c:
         for address in ("203.0.113.7", "198.51.100.9"):
             for _ in range(3):
                 r = await c.get(PATH, headers=at(address))
@@ -112,7 +112,7 @@ async def test_a_bad_token_or_an_api_key_is_counted_by_address(
         {"X-API-Key": "rf_live_made_up"},
         {},
     ]
-    async with api_client(s) as c:
+    async with api_client(s, headers={}) as c:
         codes = [(await c.get(PATH, headers=at("203.0.113.7", h))).status_code for h in tries]
         user = await c.get(PATH, headers=at("203.0.113.7", bearer(s, "cust-a", Role.CUSTOMER)))
     # One budget of 3 for the address: the fourth call is refused, whatever it carried.
@@ -129,7 +129,7 @@ async def test_a_role_gets_its_policy(settings: Settings, redis: Redis) -> None:
     s = limited(settings, 2, rate_role_multipliers={Role.ADMIN: 3.0, Role.DRIVER: 0.5})
     budgets: dict[str, int] = {}
     policies: dict[str, str] = {}
-    async with api_client(s) as c:
+    async with api_client(s, headers={}) as c:
         for role, who in ((Role.ADMIN, "adm-1"), (Role.CUSTOMER, "cust-1"), (Role.DRIVER, "d-1")):
             headers = bearer(s, who, role)
             served = 0
@@ -152,7 +152,7 @@ async def test_the_request_log_names_the_client_as_the_limiter_counts_it(
     settings: Settings, redis: Redis
 ) -> None:
     s = limited(settings, 100, request_log_flush_ms=20)
-    async with api_client(s) as c:
+    async with api_client(s, headers={}) as c:
         await c.get(PATH, headers=bearer(s, "cust-a", Role.CUSTOMER))
         await c.get(PATH, headers=at("203.0.113.7"))
         await c.get(PATH, headers={"Authorization": "Bearer not-a-token"})

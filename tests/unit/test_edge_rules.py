@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from rideflow.api.middleware import bearer_token, json_media_type
+from rideflow.api.middleware import header_token, json_media_type
 from rideflow.api.ratelimit import client_key, scaled
 from rideflow.auth.principal import Principal, Role
 from rideflow.config import RatePolicy, Settings
@@ -47,7 +47,7 @@ def test_json_media_types(value: bytes, json: bool) -> None:
     ],
 )
 def test_bearer_token(headers: list[tuple[bytes, bytes]], token: str | None) -> None:
-    assert bearer_token(headers) == token
+    assert header_token(headers) == token
 
 
 def test_client_keys() -> None:

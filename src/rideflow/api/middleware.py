@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rideflow.api.problems import UNLIMITED_PREFIXES, problem, redis_failure
 from rideflow.api.ratelimit import RateLimiter, client_key
 from rideflow.api.requestlog import CLIENT_SCOPE_KEY, RATE_SCOPE_KEY
-from rideflow.api.security import PRINCIPAL, TOKEN_URL
+from rideflow.api.security import PRINCIPAL, TOKEN_URL, bearer_token
 from rideflow.auth.principal import Principal
 from rideflow.auth.tokens import AccessTokens
 from rideflow.errors import Unauthorized
@@ -135,20 +135,18 @@ class JsonBodyMiddleware:
         await response(scope, receive, send)
 
 
-def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, read as FastAPI's
-    `OAuth2PasswordBearer` reads it."""
+def header_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The bearer token of a request's raw headers, read as the routes read it."""
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token if scheme.lower() == "bearer" and token else None
+            return bearer_token(value.decode("latin-1"))
     return None
 
 
 def verified_caller(scope: Scope) -> Principal | None:
     """The caller a bearer token names, kept in the scope so that the route does not verify it
     again; None without a token or with one that fails (the route answers 401 for it)."""
-    token = bearer_token(scope["headers"])
+    token = header_token(scope["headers"])
     if token is None:
         return None
     tokens: AccessTokens = scope["state"]["tokens"]  # made by the lifespan

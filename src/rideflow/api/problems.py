@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from rideflow.api.security import API_KEY_SCHEME
 from rideflow.errors import RideflowError
 from rideflow.record.db import database_outage
 
@@ -229,6 +230,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         schemas["Problem"] = Problem.model_json_schema()
+        schemes = doc["components"].setdefault("securitySchemes", {})
+        schemes["ApiKey"] = API_KEY_SCHEME
         for path, operations in doc.get("paths", {}).items():
             for method, operation in operations.items():
                 answers = operation.setdefault("responses", {})
@@ -239,8 +242,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     edge.append(422)
                 if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and not _form(operation):
                     edge.append(415)  # a body that is not JSON (JsonBodyMiddleware)
-                if operation.get("security"):  # a route that takes a caller
+                if operation.get("security"):  # a route that takes a caller: token or API key
                     edge += [401, 403]
+                    operation["security"].append({"ApiKey": []})
                 for status in edge:
                     answers[str(status)] = _doc(status)
         app.openapi_schema = doc

@@ -13,21 +13,23 @@ them back (the role matrix, the README's table: `python -m rideflow.api.access`)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Request, Security
-from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from fastapi.openapi.models import OAuth2 as OAuth2Model
+from fastapi.openapi.models import OAuthFlowPassword, OAuthFlows
+from fastapi.security.base import SecurityBase
 
 from rideflow.auth.principal import Principal, Role
 from rideflow.auth.tokens import AccessTokens
 from rideflow.errors import Forbidden, Unauthorized
 
 TOKEN_URL = "/v1/auth/token"
-bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False, scheme_name="AccessToken")
-api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
+API_KEY_HEADER = "X-API-Key"
 PRINCIPAL = "rideflow.principal"
 """Where the request's verified caller is kept (ASGI scope), so it is verified once."""
+API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+"""The second way in, which the OpenAPI document lists beside the access token (`problems`)."""
 
 
 async def authenticate(request: Request, token: str | None, key: str | None) -> Principal:
@@ -47,43 +49,62 @@ async def authenticate(request: Request, token: str | None, key: str | None) -> 
     else:
         raise Unauthorized(
             "this route needs credentials: `Authorization: Bearer <access token>` "
-            f"(POST {TOKEN_URL}) or an `X-API-Key`"
+            f"(POST {TOKEN_URL}) or an `{API_KEY_HEADER}`"
         )
     request.scope[PRINCIPAL] = principal
     return principal
 
 
-Check = Callable[..., Awaitable[Principal]]
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def allow(*roles: Role, keys_only: tuple[Role, ...] = ()) -> Check:
-    """A dependency: the caller, when their role is one of `roles`, or one of `keys_only` as a
-    back end with an API key (an account of that role is refused); 401 without valid
-    credentials, 403 with a role that may not call the route."""
-    allowed = frozenset(roles) | frozenset(keys_only)
-    services = frozenset(keys_only) - frozenset(roles)
-    names = " or ".join(sorted(r.value for r in roles))
-    names += "".join(f" or a {r.value} back end (API key)" for r in sorted(services))
+class RoleCheck(SecurityBase):
+    """A route's caller, when their role is one of `roles`, or one of `keys_only` as a back end
+    with an API key (an account of that role is refused); 401 without valid credentials, 403
+    with a role that may not call the route.
 
-    async def caller(
-        request: Request,
-        token: Annotated[str | None, Security(bearer)],
-        key: Annotated[str | None, Security(api_key)],
-    ) -> Principal:
-        principal = await authenticate(request, token, key)
-        if principal.role not in allowed or (principal.role in services and not principal.service):
+    One dependency that reads both headers itself: FastAPI resolves each dependency of a route
+    on every request, and the two security schemes as dependencies of their own cost more than
+    verifying the token. It is the access token's scheme for OpenAPI (the password flow of
+    `/docs`); the API key is added to each guarded operation there."""
+
+    def __init__(self, *roles: Role, keys_only: tuple[Role, ...] = ()) -> None:
+        self.model = OAuth2Model(flows=OAuthFlows(password=OAuthFlowPassword(tokenUrl=TOKEN_URL)))
+        self.scheme_name = "AccessToken"
+        self.roles = frozenset(roles) | frozenset(keys_only)
+        self.keys_only = frozenset(keys_only) - frozenset(roles)
+        names = " or ".join(sorted(r.value for r in roles))
+        names += "".join(f" or a {r.value} back end (API key)" for r in sorted(self.keys_only))
+        self.names = names
+
+    async def __call__(self, request: Request) -> Principal:
+        headers = request.headers
+        principal = await authenticate(
+            request, bearer_token(headers.get("authorization")), headers.get(API_KEY_HEADER)
+        )
+        if principal.role not in self.roles or (
+            principal.role in self.keys_only and not principal.service
+        ):
             kind = "back end" if principal.service else "account"
-            raise Forbidden(f"this route is for {names}; you are a {principal.role.value} {kind}")
+            raise Forbidden(
+                f"this route is for {self.names}; you are a {principal.role.value} {kind}"
+            )
         return principal
 
-    caller.roles = allowed  # type: ignore[attr-defined]
-    caller.keys_only = services  # type: ignore[attr-defined]
-    return caller
+
+def allow(*roles: Role, keys_only: tuple[Role, ...] = ()) -> RoleCheck:
+    """The dependency admitting `roles` (and `keys_only` from back ends)."""
+    return RoleCheck(*roles, keys_only=keys_only)
 
 
-def _check_of(route: Any) -> Any:
+def _check_of(route: Any) -> RoleCheck | None:
     for dep in route.dependant.dependencies:
-        if getattr(dep.call, "roles", None) is not None:
+        if isinstance(dep.call, RoleCheck):
             return dep.call
     return None
 
