@@ -24,6 +24,7 @@ from rideflow.api import (
     problems,
     restaurants,
     rides,
+    ws,
 )
 from rideflow.api.middleware import BodyLimitMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
@@ -37,6 +38,8 @@ from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
 from rideflow.process import freeze_startup_objects
+from rideflow.realtime.gateway import Gateway, set_driver_status
+from rideflow.realtime.hub import Hub
 from rideflow.record.db import Record
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
@@ -76,6 +79,8 @@ class AppState(TypedDict):
     restaurants: Restaurants
     food_orders: FoodOrders
     tokens: AccessTokens
+    hub: Hub
+    gateway: Gateway
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -98,6 +103,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_log = RequestLog(redis, settings) if settings.request_log_enabled else None
         if request_log is not None:
             request_log.start()
+
+        async def unreachable(driver_id: str) -> None:
+            reason = f"driver {driver_id} stopped answering heartbeats"
+            await set_driver_status(services.drivers, services.offers, driver_id, "offline", reason)
+
+        hub = Hub(settings, redis, services.offers, services.drivers, unreachable)
+        await hub.start()
         freeze_startup_objects()
         try:
             yield AppState(
@@ -115,8 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 restaurants=services.restaurants,
                 food_orders=services.food_orders,
                 tokens=tokens,
+                hub=hub,
+                gateway=Gateway(settings, hub, services.offers, services.drivers),
             )
         finally:
+            await hub.stop()
             if request_log is not None:
                 await request_log.stop()  # what is buffered is sent before Redis is closed
             await services.record.dispose()
@@ -138,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         legacy,
         admin,
         health,
+        ws,
     ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:

@@ -161,6 +161,7 @@ class Drivers:
             at = to_ms(loc.recorded_at) if loc.recorded_at else 0
             speed = "" if loc.speed_mps is None else loc.speed_mps
             args.extend((loc.driver_id, loc.lng, loc.lat, at, speed))
+        args.append(keys.tracking(code))  # positions of drivers holding an order, for sockets
         codes: list[int] = await self.scripts.driver_positions(
             keys=[keys.pool(code), keys.seen(code), *driver_keys], args=args
         )

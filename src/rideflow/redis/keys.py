@@ -222,3 +222,9 @@ def request_log() -> str:
     """Stream of API requests, one compact entry each (route template, method, status, latency,
     client, rate-limit decision), flushed in batches by each API process; its own hash tag."""
     return f"{PREFIX}:{{reqlog}}:requests"
+
+
+def tracking(city: str) -> str:
+    """Pub/Sub channel of the positions of the city's drivers who hold an order, for the
+    WebSocket gateways (`driver|order|lat|lng|fix ms`); a channel, not a key."""
+    return _city(city, "tracking")
