@@ -4,6 +4,7 @@ a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httpx
@@ -382,3 +383,35 @@ async def test_a_driver_who_misses_two_pings_is_closed_and_taken_offline(
 
             await eventually(offline, 10, "D1 taken offline")
             assert (await http.get("/v1/drivers/D2")).json()["status"] == "online"
+
+
+async def test_positions_from_many_sockets_are_recorded_and_refusals_reach_their_sender(
+    settings: Settings,
+) -> None:
+    async with served(settings) as url, admin_client(settings, url) as http:
+        drivers = [f"P{i}" for i in range(12)]
+        for d in drivers:
+            await add_driver(http, d, BLR, online=False)
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [
+                await stack.enter_async_context(opened(settings, url, d, Role.DRIVER))
+                for d in drivers
+            ]
+            places = [offset(*BLR, north_m=10 * i) for i in range(len(drivers))]
+
+            async def report(i: int) -> list[dict[str, Any]]:
+                s = sockets[i]
+                far = {"lat": 51.5, "lng": -0.12}  # outside every service area
+                good = {"lat": places[i][0], "lng": places[i][1]}
+                return [
+                    await s.request("position", p) for p in (good, far) if i % 3 == 0 or p is good
+                ]
+
+            replies = await asyncio.gather(*(report(i) for i in range(len(drivers))))
+        for i, (d, answers) in enumerate(zip(drivers, replies, strict=True)):
+            assert answers[0]["type"] == "ack", answers
+            if i % 3 == 0:
+                assert answers[1]["type"] == "error"
+                assert "outside every service area" in answers[1]["data"]["detail"]
+            position = (await http.get(f"/v1/drivers/{d}")).json()["position"]
+            assert (position["lat"], position["lng"]) == places[i]

@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         hub = Hub(settings, redis, services.offers, services.drivers, unreachable)
         await hub.start()
+        gateway = Gateway(settings, hub, services.offers, services.drivers)
         freeze_startup_objects()
         try:
             yield AppState(
@@ -128,10 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 food_orders=services.food_orders,
                 tokens=tokens,
                 hub=hub,
-                gateway=Gateway(settings, hub, services.offers, services.drivers),
+                gateway=gateway,
             )
         finally:
             await hub.stop()
+            await gateway.positions.stop()
             if request_log is not None:
                 await request_log.stop()  # what is buffered is sent before Redis is closed
             await services.record.dispose()

@@ -19,6 +19,7 @@ from rideflow.drivers.schemas import DriverLocation, DriverStatusUpdate, DriverV
 from rideflow.drivers.store import Drivers
 from rideflow.errors import Forbidden, NotFound, RideflowError, Unprocessable
 from rideflow.realtime.hub import Hub
+from rideflow.realtime.positions import Positions
 from rideflow.realtime.protocol import Inbound, ack, encode, error, parse
 from rideflow.realtime.session import Session
 from rideflow.schemas import ID_PATTERN, Body
@@ -68,6 +69,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, hub: Hub, offers: Offers, drivers: Drivers) -> None:
         self.settings, self.hub, self.offers, self.drivers = settings, hub, offers, drivers
+        self.positions = Positions(drivers)
         self.handlers: dict[str, tuple[frozenset[Role], Handler]] = {
             "pong": (frozenset(Role), self._pong),
             "offer.accept": (frozenset({Role.DRIVER}), self._accept),
@@ -178,7 +180,7 @@ class Gateway:
 
     async def _position(self, session: Session, data: dict[str, Any]) -> Any:
         location = Location.model_validate(data)
-        await self.drivers.record_one(
+        await self.positions.record(
             DriverLocation(driver_id=session.subject, **location.model_dump())
         )
         return {}
