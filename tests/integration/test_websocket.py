@@ -269,6 +269,10 @@ async def test_a_thousand_reconnects_lose_no_transition_and_duplicate_none(
 async def _ride_steps(http: httpx.AsyncClient, rides: list[str]) -> Any:
     """One step at a time: request a ride, accept its offer, arriving, picked up, complete."""
     while True:
+        # A fresh position with every ride: the test outlasts the stale window on a busy machine.
+        here = offset(*BLR, north_m=150)
+        r = await http.put("/v1/drivers/D1/location", json={"lat": here[0], "lng": here[1]})
+        assert r.status_code == 204, r.text
         ride = await request_ride(http, BLR, rider="rider-7")
         rides.append(ride)
         yield
