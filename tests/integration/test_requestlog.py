@@ -13,7 +13,6 @@ from tests.conftest import BLR, api_client, settings_for
 from tests.fleet import request_ride
 from tests.servers import RedisServer
 
-
 HUB_READS = {"xread", "xrevrange", "subscribe"}
 """What an API process's WebSocket hub sends by itself: its event-stream reads and its
 tracking-channel subscription."""
