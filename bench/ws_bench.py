@@ -209,7 +209,7 @@ async def figure_ws(procs: Processes, redis_url: str) -> Figure:
 
 async def _figure(procs: Processes, redis_url: str) -> Figure:
     limit = raise_open_files()
-    if limit < 2 * SOCKETS + 1000:
+    if limit < SOCKETS + 1000:  # per process: this one and the API each hold one end
         raise SetupError(f"open-files limit {limit} is too low for {SOCKETS} sockets")
     env = rideflow_env(
         redis_url, extra={"jwt_secret": SECRET, "ws_heartbeat_s": "600", "ws_send_queue": "256"}

@@ -86,7 +86,6 @@ class Gateway:
         """Serve an accepted socket until the client leaves or it is closed."""
         session = Session(ws, principal, self.settings.ws_send_queue)
         self.hub.add(session)
-        session.start()
         try:
             session.send(
                 encode(
@@ -179,10 +178,12 @@ class Gateway:
         return answered.model_dump(mode="json")
 
     async def _position(self, session: Session, data: dict[str, Any]) -> Any:
-        location = Location.model_validate(data)
-        await self.positions.record(
-            DriverLocation(driver_id=session.subject, **location.model_dump())
-        )
+        # Validated as the REST route's body (`Location`: the same fields, bounds and errors),
+        # in one pass with the driver the token names.
+        if "driver_id" in data:
+            Location.model_validate(data)  # refuses the field as the REST body does
+        location = DriverLocation.model_validate({**data, "driver_id": session.subject})
+        await self.positions.record(location)
         return {}
 
     async def _status(self, session: Session, data: dict[str, Any]) -> Any:

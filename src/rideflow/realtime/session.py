@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 
 from starlette.websockets import WebSocket
 
@@ -26,8 +27,10 @@ class Session:
     """A socket's state; the hub routes to it, the gateway reads from it."""
 
     def __init__(self, ws: WebSocket, principal: Principal, queue_size: int) -> None:
-        self.ws, self.principal = ws, principal
-        self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
+        self.ws, self.principal, self.limit = ws, principal, queue_size
+        self.queue: deque[str] = deque()
+        self.writer: asyncio.Task[None] | None = None
+        """Writes the queue out while it holds anything; an idle socket holds no task."""
         self.orders: dict[str, EventKey | None] = {}
         """Subscribed orders -> the id of the last event sent (events at or before it are
         dropped: the replay/live seam never duplicates)."""
@@ -39,7 +42,6 @@ class Session:
         self.missed = 0
         """Pings sent since the last pong."""
         self.ending: tuple[Close, str] | None = None
-        self.sender: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
 
     @property
@@ -54,11 +56,12 @@ class Session:
         """Queue a message; False (and the socket is closing with 1013) when the queue is full."""
         if self.ending is not None:
             return False
-        try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+        if len(self.queue) >= self.limit:
             self.end(Close.TRY_AGAIN_LATER, FELL_BEHIND)
             return False
+        self.queue.append(text)
+        if self.writer is None:
+            self.writer = asyncio.create_task(self._write(), name="ws-writer")
         return True
 
     def send_event(self, order_id: str, key: EventKey, text: str) -> None:
@@ -81,21 +84,21 @@ class Session:
         self.fix_sent[order_id] = now
         self.send(text)
 
-    def start(self) -> None:
-        self.sender = asyncio.create_task(self._send_loop(), name="ws-sender")
-
-    async def _send_loop(self) -> None:
-        with contextlib.suppress(Exception):  # the client went away: the receiver sees it too
-            while True:
-                text = await self.queue.get()
-                try:
-                    await self.ws.send_text(text)
-                finally:
-                    self.queue.task_done()
+    async def _write(self) -> None:
+        try:
+            with contextlib.suppress(Exception):  # the client went away: the receiver sees it
+                while self.queue:
+                    # Counted in the queue until written: a write the client does not take
+                    # keeps the queue from draining, and it fills.
+                    await self.ws.send_text(self.queue[0])
+                    self.queue.popleft()
+        finally:
+            self.writer = None
 
     async def drained(self) -> None:
         """Wait until everything queued so far has been written to the socket."""
-        await self.queue.join()
+        while self.writer is not None and self.ending is None:
+            await asyncio.wait([self.writer])
 
     def end(self, code: Close, reason: str) -> None:
         """Close the socket with `code`: nothing more is queued, what is queued is dropped, and
@@ -103,17 +106,16 @@ class Session:
         if self.ending is not None:
             return
         self.ending = (code, reason)
-        if self.sender is not None:
-            self.sender.cancel()
-        while not self.queue.empty():
-            self.queue.get_nowait()
-            self.queue.task_done()
-        self.closer = asyncio.create_task(self._close(code, reason), name="ws-closer")
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.cancel()
+        self.queue.clear()
+        self.closer = asyncio.create_task(self._close(code, reason, writer), name="ws-closer")
 
-    async def _close(self, code: Close, reason: str) -> None:
-        if self.sender is not None:
+    async def _close(self, code: Close, reason: str, writer: asyncio.Task[None] | None) -> None:
+        if writer is not None:
             with contextlib.suppress(BaseException):
-                await self.sender
+                await writer
         # A client that reads nothing never takes the frame; uvicorn's own keepalive drops its
         # connection then, and nothing more is held for it here.
         with contextlib.suppress(Exception):
@@ -122,7 +124,7 @@ class Session:
 
     async def stop(self) -> None:
         """The client has gone: end the tasks."""
-        for task in (self.sender, self.closer):
+        for task in (self.writer, self.closer):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
