@@ -250,6 +250,11 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "p99 <= 10 ms",
         ),
         Target("ws_positions", "16. positions over sockets, one API process", ">= 25,000 /s"),
+        Target(
+            "ws_bare",
+            "16. the same sockets on a bare Starlette endpoint, same uvicorn (information)",
+            "-",
+        ),
     ),
 }
 

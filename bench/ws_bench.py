@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from bench.harness import (
     Server,
     SetupError,
     cancel_live,
+    free_port,
     latency_summary,
     make_fleet,
     rideflow_env,
@@ -139,6 +141,54 @@ async def open_sockets(
     return drivers
 
 
+async def baseline_per_socket(procs: Processes, redis_url: str) -> float:
+    """KiB of RSS per socket of the bare Starlette endpoint on the same uvicorn."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "bench.ws_baseline_app:app", "--host", HOST]
+    argv += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    argv += ["--no-access-log", "--log-level", "warning"]
+    server = procs.start("ws-baseline", argv, rideflow_env(redis_url), port)
+    try:
+        await wait_tcp(server)
+        await asyncio.sleep(1.0)
+        before = rss_kib(server.pid)
+        conns: list[ClientConnection] = []
+        url = f"ws://{HOST}:{port}/v1/ws"
+        for _ in range(0, SOCKETS, CONNECT_PARALLEL):
+            opened = await asyncio.gather(
+                *(
+                    connect(url, open_timeout=60, ping_interval=None)
+                    for _ in range(CONNECT_PARALLEL)
+                )
+            )
+            for conn in opened:
+                await conn.recv()
+            conns += opened
+        await asyncio.sleep(1.0)
+        after = rss_kib(server.pid)
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        return (after - before) / len(conns)
+    finally:
+        procs.stop(server)
+
+
+async def wait_tcp(server: Server) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        server.check_alive()
+        try:
+            _, writer = await asyncio.open_connection(HOST, server.port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SetupError(f"{server.name} never listened") from None
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
 async def make_offers(
     svc: Services, fleet: list[tuple[str, float, float]], count: int
 ) -> tuple[int, float]:
@@ -216,6 +266,8 @@ async def _figure(procs: Processes, redis_url: str) -> Figure:
     )
     fleet = make_fleet(SOCKETS, side_km=10, prefix="ws-d")
     figure = Figure()
+    bare = await baseline_per_socket(procs, redis_url)
+    say(f"  bare Starlette endpoint, same uvicorn: {bare:.1f} KiB per socket")
     async with services(redis_url, jwt_secret=SECRET) as svc:
         say(f"  seeding {len(fleet)} drivers: {await seed_drivers(svc, fleet):.1f} s")
         tokens = AccessTokens(svc.settings, jwt_secret(svc.settings))
@@ -272,6 +324,7 @@ async def _figure(procs: Processes, redis_url: str) -> Figure:
         "accept_ms": accept_s,
         "positions_per_s": round(rate),
         "position_sockets": len(free),
+        "bare_per_socket_kib": round(bare, 1),
     }
     figure.cells = verdicts(figure.raw, count)
     return figure
@@ -297,4 +350,5 @@ def verdicts(raw: dict[str, Any], count: int) -> dict[str, tuple[str, bool | Non
             raw["offers_accepted"] >= offered and accept["p99_ms"] <= 10,
         ),
         "ws_positions": (f"{rate:,.0f} /s", rate >= 25_000),
+        "ws_bare": (f"{raw['bare_per_socket_kib']:.1f} KiB per socket", None),
     }
