@@ -412,6 +412,13 @@ async def test_positions_from_many_sockets_are_recorded_and_refusals_reach_their
                 ]
 
             replies = await asyncio.gather(*(report(i) for i in range(len(drivers))))
+            # Without an id, a position gets no reply, and a refusal an error with no id.
+            await sockets[1].send("position", {"lat": places[1][0], "lng": places[1][1]})
+            await sockets[1].send("position", {"lat": 51.5, "lng": -0.12})
+            refused = await sockets[1].next("error")
+            assert refused["id"] is None
+            assert "outside every service area" in refused["data"]["detail"]
+            assert not [m for m in sockets[1].inbox if m["type"] == "ack"]
         for i, (d, answers) in enumerate(zip(drivers, replies, strict=True)):
             assert answers[0]["type"] == "ack", answers
             if i % 3 == 0:

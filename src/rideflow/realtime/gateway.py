@@ -4,6 +4,7 @@ hub routes events and positions to it; its session's sender writes them out."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,7 +50,10 @@ class Pong(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-Handler = Callable[[Session, dict[str, Any]], Awaitable[Any]]
+MessageId = str | int | None
+Handler = Callable[[Session, dict[str, Any], MessageId], Awaitable[Any]]
+NO_REPLY = object()
+"""A handler's result when the reply, if any, comes later (a position in a batch)."""
 
 
 async def set_driver_status(
@@ -145,7 +149,7 @@ class Gateway:
             log.exception("a %s message failed", message.type)
             session.send(error(message.id, RuntimeError()))
             return
-        if message.id is not None:
+        if message.id is not None and result is not NO_REPLY:
             session.send(ack(message.id, result))
 
     async def _dispatch(self, session: Session, message: Inbound) -> Any:
@@ -162,31 +166,37 @@ class Gateway:
             raise Forbidden(
                 f"`{message.type}` is for {names} sockets; this one is {session.role.value}"
             )
-        return await handler(session, message.data)
+        return await handler(session, message.data, message.id)
 
-    async def _pong(self, session: Session, data: dict[str, Any]) -> None:
+    async def _pong(self, session: Session, data: dict[str, Any], mid: MessageId) -> None:
         session.missed = 0
 
-    async def _accept(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _accept(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = OfferReply.model_validate(data)
         answered = await self.offers.answer(body.offer_id, "accept", session.subject, body.token)
         return answered.model_dump(mode="json")
 
-    async def _reject(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _reject(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = OfferReply.model_validate(data)
         answered = await self.offers.answer(body.offer_id, "reject", session.subject, body.token)
         return answered.model_dump(mode="json")
 
-    async def _position(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _position(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         # Validated as the REST route's body (`Location`: the same fields, bounds and errors),
         # in one pass with the driver the token names.
         if "driver_id" in data:
             Location.model_validate(data)  # refuses the field as the REST body does
         location = DriverLocation.model_validate({**data, "driver_id": session.subject})
-        await self.positions.record(location)
+        future = self.positions.submit(location)
+        if mid is None and not self.positions.crowded:
+            # Nothing to acknowledge: the socket reads on while the batch is in Redis, and a
+            # refusal is reported when it comes.
+            future.add_done_callback(lambda f: _report(session, f))
+            return NO_REPLY
+        await future
         return {}
 
-    async def _status(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _status(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = DriverStatusUpdate.model_validate(data)
         view = await set_driver_status(
             self.drivers,
@@ -197,23 +207,23 @@ class Gateway:
         )
         return view.model_dump(mode="json")
 
-    async def _subscribe(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _subscribe(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = Subscribe.model_validate(data)
         replayed = await self.hub.subscribe(session, body.order_id, body.after)
         return {"order_id": body.order_id, "replayed": replayed}
 
-    async def _unsubscribe(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _unsubscribe(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = Unsubscribe.model_validate(data)
         if not self.hub.unsubscribe(session, body.order_id):
             raise NotFound(f"this socket does not follow order {body.order_id!r}")
         return {"order_id": body.order_id}
 
-    async def _follow_city(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _follow_city(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = CityFeed.model_validate(data)
         self.hub.follow_city(session, body.city)
         return await self.hub.counts(body.city)
 
-    async def _unfollow_city(self, session: Session, data: dict[str, Any]) -> Any:
+    async def _unfollow_city(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = CityFeed.model_validate(data)
         if not self.hub.unfollow_city(session, body.city):
             raise NotFound(f"this socket does not follow city {body.city!r}")
@@ -223,3 +233,12 @@ class Gateway:
 class _Unavailable(RideflowError):
     status = 503
     title = "Service unavailable"
+
+
+def _report(session: Session, future: asyncio.Future[None]) -> None:
+    """A refused position without an id: its error, when its batch has been recorded."""
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if isinstance(exc, Exception):
+        session.send(error(None, exc))

@@ -11,6 +11,7 @@ from rideflow.drivers.schemas import DriverLocation
 from rideflow.drivers.store import Drivers, refusal
 
 MAX_BATCH = 1_000
+CROWDED = 4 * MAX_BATCH
 
 
 class Positions:
@@ -21,13 +22,24 @@ class Positions:
         self.pending: list[tuple[DriverLocation, asyncio.Future[None]]] = []
         self.flusher: asyncio.Task[None] | None = None
 
-    async def record(self, location: DriverLocation) -> None:
-        """Record one position; refused as `PUT /v1/drivers/{id}/location` refuses it."""
+    def submit(self, location: DriverLocation) -> asyncio.Future[None]:
+        """Queue one position for the next batch; the future fails as
+        `PUT /v1/drivers/{id}/location` refuses it. Batches are recorded in order, so a
+        position's future is done only after every position submitted before it."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((location, future))
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self._flush(), name="ws-positions")
-        await future
+        return future
+
+    @property
+    def crowded(self) -> bool:
+        """More waits than a few batches: senders should wait for theirs (backpressure)."""
+        return len(self.pending) > CROWDED
+
+    async def record(self, location: DriverLocation) -> None:
+        """Record one position; refused as `PUT /v1/drivers/{id}/location` refuses it."""
+        await self.submit(location)
 
     async def _flush(self) -> None:
         while self.pending:
