@@ -9,9 +9,9 @@ This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
-JWT check) in `jwt_bench.py`, and what they share in `harness.py`. Every request to a RideFlow
-process carries an access token (`harness.auth_headers`), signed with the secret the processes are
-given.
+JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, and what they share in
+`harness.py`. Every request to a RideFlow process carries an access token
+(`harness.auth_headers`), signed with the secret the processes are given.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from bench import (
     nearest_bench,
     offers_bench,
     recorder_bench,
+    ws_bench,
 )
 from bench.harness import (
     CORES,
@@ -244,6 +245,29 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         ),
         Target(
             "jwt_verify", "16. one `AccessTokens.verify` (HS256), in process", "median <= 0.1 ms"
+        ),
+    ),
+    "ws": (
+        Target(
+            "ws_sockets",
+            "17. concurrent WebSocket sockets on one API process (its RSS growth each)",
+            ">= 10,000, <= 50 KiB each",
+        ),
+        Target(
+            "ws_offer_p99",
+            "17. offer push: OFFERED committed -> driver's client, 10,000 sockets, 300 offers/s",
+            "p99 <= 20 ms",
+        ),
+        Target(
+            "ws_accept_p99",
+            "17. `offer.accept` over the socket -> ACCEPTED committed",
+            "p99 <= 10 ms",
+        ),
+        Target("ws_positions", "17. positions over sockets, one API process", ">= 25,000 /s"),
+        Target(
+            "ws_bare",
+            "17. the same sockets on a bare Starlette endpoint, same uvicorn (information)",
+            "-",
         ),
     ),
 }
@@ -576,6 +600,9 @@ async def run_figures(
     if "menu" in only:
         await flush(url)
         figures["menu"] = await measure("menu", menu_bench.figure_menu(procs, url, tmp), procs)
+    if "ws" in only:
+        await flush(url)
+        figures["ws"] = await measure("ws", ws_bench.figure_ws(procs, url), procs)
     if "nearest" in only:
         await flush(url)
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)

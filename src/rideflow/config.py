@@ -216,6 +216,19 @@ class Settings(BaseSettings):
         "a log line; production plugs a real sender (rideflow.jobs.tasks.MAILER)",
     )
 
+    ws_heartbeat_s: float = Field(
+        default=15.0, gt=0, description="WebSocket: a ping every; two unanswered close the socket"
+    )
+    ws_send_queue: int = Field(
+        default=256, gt=0, description="WebSocket: messages queued per socket before 1013"
+    )
+    ws_position_every_s: float = Field(
+        default=1.0, ge=0, description="WebSocket: a tracked driver's position at most once per"
+    )
+    ws_counts_every_s: float = Field(
+        default=5.0, gt=0, description="WebSocket: driver counts on an admin's city feed, every"
+    )
+
     rate_limit_enabled: bool = True
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))
     rate_routes: list[RateRoute] = Field(default_factory=lambda: list(DEFAULT_ROUTES))

@@ -218,3 +218,23 @@ async def test_a_withdrawal_never_recreates_a_lost_offer_hash(
     await put_driver(redis, "d1", order=ORDER, pooled=False)
     ok = await step(scripts, "CANCELLED", "OFFERED", "d1", offer, final="1")
     assert ok[0] == "OK" and not await redis.exists(keys.offer(CITY, offer))
+
+
+async def test_an_event_has_the_same_id_in_the_order_stream_and_the_city_stream(
+    redis: Redis, scripts: Scripts
+) -> None:
+    for order_id, mode in (("blr-a", "direct"), ("blr-b", "queue"), ("blr-c", "direct")):
+        await enqueue(scripts, mode=mode, order_id=order_id)
+        await redis.delete(IDEM)
+    city = await redis.xrange(keys.city_events(CITY))
+    assert [f["order"] for _, f in city] == ["blr-a", "blr-a", "blr-b", "blr-c", "blr-c"]
+    for order_id in ("blr-a", "blr-b", "blr-c"):
+        own = [i for i, _ in await redis.xrange(keys.order_events(CITY, order_id))]
+        assert own == [i for i, f in city if f["order"] == order_id]
+    # An order stream already past the city's next id (the city stream deleted, the clock
+    # stepped back) gets an id of its own instead of failing the step.
+    await redis.delete(keys.city_events(CITY))
+    await redis.xadd(keys.order_events(CITY, "blr-d"), {"status": "X"}, id="99999999999999-0")
+    await enqueue(scripts, order_id="blr-d")
+    ids = [i for i, _ in await redis.xrange(keys.order_events(CITY, "blr-d"))]
+    assert len(ids) == 2 and ids[1] > ids[0]

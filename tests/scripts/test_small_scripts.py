@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from rideflow.redis import keys
 from rideflow.redis.scripts import Scripts, source
@@ -48,6 +49,31 @@ async def test_status_and_positions_follow_the_one_pool_rule(
     assert await scripts.driver_status(
         keys=[pool, seen, keys.driver(CITY, "nobody")], args=["nobody", "online", 30_000]
     ) == []  # fmt: skip
+
+
+async def test_positions_of_drivers_holding_an_order_are_published_on_the_citys_channel(
+    redis: Redis, scripts: Scripts
+) -> None:
+    pool, seen = keys.pool(CITY), keys.seen(CITY)
+    await put_driver(redis, "busy", order="blr-o", pooled=False)
+    await put_driver(redis, "free")
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(keys.tracking(CITY))
+    codes = await scripts.driver_positions(
+        keys=[pool, seen, keys.driver(CITY, "free"), keys.driver(CITY, "busy")],
+        args=[30_000, "free", LNG, LAT, 0, "", "busy", LNG, LAT, 0, "", keys.tracking(CITY)],
+    )
+    assert codes == [1, 1]
+    driver, order, lat, lng, at = (await published(pubsub)).split("|")
+    assert (driver, order, float(lat), float(lng)) == ("busy", "blr-o", LAT, LNG)
+    assert int(at) == int(await redis.hget(keys.driver(CITY, "busy"), "seen") or 0)
+    # Only the driver holding an order was published; without a channel, nobody is.
+    await scripts.driver_positions(
+        keys=[pool, seen, keys.driver(CITY, "busy")], args=[30_000, "busy", LNG, LAT, 0, ""]
+    )
+    await redis.publish(keys.tracking(CITY), "sentinel")  # after anything the script sent
+    assert await published(pubsub) == "sentinel"
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def test_due_claim_leases_what_is_due_and_prune_drops_the_stale(
@@ -120,3 +146,12 @@ async def test_request_log_add_appends_one_entry_each_capped(
     entries = [f for _, f in await redis.xrange(stream)]
     assert entries == [{"route": "/healthz", "status": "200"}, {"route": "/v1"}]
     assert await scripts.request_log_add(keys=[stream], args=[1_000]) == 0  # an empty buffer
+
+
+async def published(pubsub: PubSub) -> str:
+    """The next message published on the subscribed channel (the confirmation skipped)."""
+    for _ in range(100):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        if message is not None:
+            return str(message["data"])
+    raise AssertionError("nothing was published")

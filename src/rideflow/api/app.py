@@ -26,6 +26,7 @@ from rideflow.api import (
     problems,
     restaurants,
     rides,
+    ws,
 )
 from rideflow.api.middleware import BodyLimitMiddleware, JsonBodyMiddleware, RateLimitMiddleware
 from rideflow.api.ratelimit import RateLimiter
@@ -41,6 +42,8 @@ from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
 from rideflow.orders.store import Orders
 from rideflow.process import freeze_startup_objects
+from rideflow.realtime.gateway import Gateway, set_driver_status
+from rideflow.realtime.hub import Hub
 from rideflow.record.db import Record
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
@@ -84,6 +87,8 @@ class AppState(TypedDict):
     tokens: AccessTokens
     identity: Identity
     api_keys: ApiKeys
+    hub: Hub
+    gateway: Gateway
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -109,6 +114,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         if request_log is not None:
             request_log.start()
+
+        async def unreachable(driver_id: str) -> None:
+            reason = f"driver {driver_id} stopped answering heartbeats"
+            await set_driver_status(services.drivers, services.offers, driver_id, "offline", reason)
+
+        hub = Hub(settings, redis, services.offers, services.drivers, unreachable)
+        await hub.start()
+        gateway = Gateway(settings, hub, services.offers, services.drivers)
         freeze_startup_objects()
         try:
             yield AppState(
@@ -128,8 +141,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 tokens=tokens,
                 identity=identity,
                 api_keys=identity.api_keys,
+                hub=hub,
+                gateway=gateway,
             )
         finally:
+            await hub.stop()
+            await gateway.positions.stop()
             if request_log is not None:
                 await request_log.stop()  # what is buffered is sent before Redis is closed
             await services.record.dispose()
@@ -152,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin,
         auth,
         health,
+        ws,
     ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:

@@ -94,12 +94,7 @@ class Drivers:
         """Record one position; any refusal is an error response."""
         result = await self.record([location])
         if result.rejected:
-            reason = result.rejected[0].reason
-            if reason.startswith("no driver"):
-                raise NotFound(reason)
-            raise Unprocessable(
-                reason, field="recorded_at" if reason.startswith("recorded_at") else "lat"
-            )
+            raise refusal(result.rejected[0].reason)
 
     async def record(self, locations: list[DriverLocation]) -> LocationBatchResult:
         """Record many positions with one script call per city, all in one round trip."""
@@ -161,6 +156,7 @@ class Drivers:
             at = to_ms(loc.recorded_at) if loc.recorded_at else 0
             speed = "" if loc.speed_mps is None else loc.speed_mps
             args.extend((loc.driver_id, loc.lng, loc.lat, at, speed))
+        args.append(keys.tracking(code))  # positions of drivers holding an order, for sockets
         codes: list[int] = await self.scripts.driver_positions(
             keys=[keys.pool(code), keys.seen(code), *driver_keys], args=args
         )
@@ -186,6 +182,13 @@ class Drivers:
                 )
             out.append(RejectedLocation(index=i, driver_id=loc.driver_id, reason=reason))
         return out
+
+
+def refusal(reason: str) -> NotFound | Unprocessable:
+    """The error a refused position is answered with, one position at a time."""
+    if reason.startswith("no driver"):
+        return NotFound(reason)
+    return Unprocessable(reason, field="recorded_at" if reason.startswith("recorded_at") else "lat")
 
 
 def _view(driver_id: str, code: str, h: dict[str, str]) -> DriverView:

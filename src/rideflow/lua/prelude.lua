@@ -28,11 +28,18 @@ local function finished_entry(stream, cap, job_hash, id, status, finished_ms)
     'finished', finished_ms, 'error', status == 'failed' and (j[7] or '') or '',
     'result', status == 'completed' and (j[8] or '') or '')
 end
--- Append one transition to the order's stream and the city's (caps come from the caller's ARGV,
--- so Python owns them; the city's is 0 while the recorder keeps it).
+-- Append one transition to the city's stream and the order's (caps come from the caller's ARGV,
+-- so Python owns them; the city's is 0 while the recorder keeps it). The order's entry takes the
+-- city entry's id, so an event has one id everywhere: a WebSocket client that saw it live (from
+-- the city stream) resumes from the order's stream after that very id. City ids only grow, so
+-- the explicit id is always past the order's last; should it not be (the city stream deleted and
+-- the clock stepped back), the order's entry gets an id of its own rather than failing the step.
 local function emit(order_stream, city_stream, order_cap, city_cap, order_id, ...)
-  redis.call('XADD', order_stream, 'MAXLEN', '~', order_cap, '*', ...)
-  xadd_capped(city_stream, city_cap, 'order', order_id, ...)
+  local id = xadd_capped(city_stream, city_cap, 'order', order_id, ...)
+  local ok = redis.pcall('XADD', order_stream, 'MAXLEN', '~', order_cap, id, ...)
+  if type(ok) == 'table' and ok.err then
+    redis.call('XADD', order_stream, 'MAXLEN', '~', order_cap, '*', ...)
+  end
 end
 -- The one rule of the pool: a driver is in it when online, holding no order and seen within the
 -- staleness window (seen at or after `fresh_after` ms), and out of it otherwise.

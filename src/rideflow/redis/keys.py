@@ -261,3 +261,9 @@ def api_key(digest: str) -> str:
     """String `id|role` of a live API key (by its SHA-256), or `-` for one known to be revoked
     or unknown: the per-request check's cache of SQL."""
     return _auth("apikey", digest)
+
+
+def tracking(city: str) -> str:
+    """Pub/Sub channel of the positions of the city's drivers who hold an order, for the
+    WebSocket gateways (`driver|order|lat|lng|fix ms`); a channel, not a key."""
+    return _city(city, "tracking")

@@ -1,0 +1,1 @@
+"""Real time: the WebSocket gateway (`/v1/ws`) and the hub that feeds it."""
