@@ -144,9 +144,11 @@ async def test_nobody_but_the_driver_accepts_their_offer_and_drives_the_ride(
         assert (await c.post(path, headers=who.dy)).status_code == 404
         assert (await c.post(path, headers=who.mallory)).status_code == 403
         assert (await c.post(path, headers=who.alice)).status_code == 403
-    assert (await c.get(f"/v1/rides/{ride_id}", headers=who.alice)).json()["status"] == "ACCEPTED"
-    for step in ("arriving", "picked-up", "complete"):
-        r = await c.post(f"/v1/rides/{ride_id}/{step}", headers=who.dx)
+    mine = (await c.get(f"/v1/rides/{ride_id}", headers=who.alice)).json()
+    assert mine["status"] == "ACCEPTED" and len(mine["pin"]) == 4
+    assert (await c.get(f"/v1/rides/{ride_id}", headers=who.dx)).json()["pin"] is None
+    for step, body in (("arriving", None), ("picked-up", {"pin": mine["pin"]}), ("complete", None)):
+        r = await c.post(f"/v1/rides/{ride_id}/{step}", json=body, headers=who.dx)
         assert r.status_code == 200, r.text
     assert r.json()["status"] == "COMPLETED"
 

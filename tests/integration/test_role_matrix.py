@@ -248,6 +248,7 @@ async def build(
     r = await c.post("/v1/jobs", json={"task": "test_work", "delay": 600}, headers=h["cA"])
     assert r.status_code == 202, r.text
     job = r.json()["job_id"]
+    pin = (await c.get(f"/v1/rides/{ride}", headers=h["cA"])).json()["pin"]
     r = await admin.post("/v1/admin/api-keys", json={"name": "matrix", "role": "CUSTOMER"})
     assert r.status_code == 201, r.text
     del c.headers["Authorization"]
@@ -264,6 +265,7 @@ async def build(
         "spare_restaurant": spare,
         "order_id": food_order,
         "job_id": job,
+        "pin": pin,
     }
 
 
@@ -338,7 +340,10 @@ def request_for(
     if template.startswith("/v1/offers/"):
         return path, {"token": world.token} | ({"driver_id": "dX"} if names else {})
     if method == "POST" and not template.endswith("/cancel") and "{" in template:
-        # A driver step: ADMIN names the driver; the rest act on no body at all.
+        # A driver step: ADMIN names the driver; the rest act on no body at all, but for the
+        # ride's pickup, which takes the trip PIN its customer has.
+        if template == "/v1/rides/{ride_id}/picked-up" and not names:
+            return path, {"pin": ids["pin"]}
         return path, ({"driver_id": "dX"} if names else None)
     return path, None
 

@@ -40,6 +40,7 @@ from rideflow.dispatch.assign import Assigner
 from rideflow.dispatch.offers import Offers
 from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
+from rideflow.orders.pins import TripPins
 from rideflow.orders.store import Orders
 from rideflow.process import freeze_startup_objects
 from rideflow.realtime.gateway import Gateway, set_driver_status
@@ -85,6 +86,7 @@ class AppState(TypedDict):
     restaurants: Restaurants
     food_orders: FoodOrders
     tokens: AccessTokens
+    pins: TripPins
     identity: Identity
     api_keys: ApiKeys
     hub: Hub
@@ -119,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reason = f"driver {driver_id} stopped answering heartbeats"
             await set_driver_status(services.drivers, services.offers, driver_id, "offline", reason)
 
-        hub = Hub(settings, redis, services.offers, services.drivers, unreachable)
+        hub = Hub(settings, redis, services.offers, services.drivers, unreachable, services.pins)
         await hub.start()
         gateway = Gateway(settings, hub, services.offers, services.drivers)
         freeze_startup_objects()
@@ -139,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 restaurants=services.restaurants,
                 food_orders=services.food_orders,
                 tokens=tokens,
+                pins=services.pins,
                 identity=identity,
                 api_keys=identity.api_keys,
                 hub=hub,

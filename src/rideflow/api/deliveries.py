@@ -8,10 +8,17 @@ import time
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from rideflow.api.deps import IDEMPOTENCY_DOC, AssignerDep, OrdersDep, RecordDep, idempotency_key
+from rideflow.api.deps import (
+    IDEMPOTENCY_DOC,
+    AssignerDep,
+    OrdersDep,
+    PinsDep,
+    RecordDep,
+    idempotency_key,
+)
 from rideflow.api.history import order_or_record
 from rideflow.api.jsonc import strip_comments
-from rideflow.api.ownership import check_order, customer_for
+from rideflow.api.ownership import check_order, customer_for, with_pin
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
 from rideflow.api.security import AnyCaller, CustomerCaller, MerchantCaller
@@ -57,10 +64,11 @@ async def create_delivery(
     "other is 404.",
 )
 async def get_delivery(
-    delivery_id: OrderId, caller: AnyCaller, orders: OrdersDep, record: RecordDep
+    delivery_id: OrderId, caller: AnyCaller, orders: OrdersDep, record: RecordDep, pins: PinsDep
 ) -> DeliveryView:
     delivery = await order_or_record(orders, record, delivery_id, "delivery")
     check_order(caller, delivery, "delivery", delivery_id)
+    await with_pin(caller, delivery, delivery_id, pins)
     return delivery  # type: ignore[return-value]
 
 

@@ -15,6 +15,7 @@ from rideflow.dispatch.offers import Offers
 from rideflow.drivers.store import Drivers
 from rideflow.errors import Unprocessable
 from rideflow.jobs.store import Jobs
+from rideflow.orders.pins import TripPins
 from rideflow.orders.store import Orders
 from rideflow.record.db import Record
 from rideflow.restaurants.cache import MenuCache
@@ -46,6 +47,11 @@ async def _drivers(request: Request) -> Drivers:
     return drivers
 
 
+async def _pins(request: Request) -> TripPins:
+    pins: TripPins = request.state.pins
+    return pins
+
+
 async def _redis(request: Request) -> Redis:
     redis: Redis = request.state.redis
     return redis
@@ -75,6 +81,7 @@ MenusDep = Annotated[MenuCache, Depends(_menus)]
 RestaurantsDep = Annotated[Restaurants, Depends(_restaurants)]
 FoodOrdersDep = Annotated[FoodOrders, Depends(_food_orders)]
 OrdersDep = Annotated[Orders, Depends(_orders)]
+PinsDep = Annotated[TripPins, Depends(_pins)]
 RecordDep = Annotated[Record, Depends(_record)]
 OffersDep = Annotated[Offers, Depends(_offers)]
 AssignerDep = Annotated[Assigner, Depends(_assigner)]

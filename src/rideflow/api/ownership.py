@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rideflow.auth.principal import Principal, Role
 from rideflow.errors import Forbidden, NotFound, Unprocessable
+from rideflow.orders.pins import TripPins
 from rideflow.orders.schemas import DeliveryView, RideView
 
 
@@ -76,3 +77,13 @@ def check_order(
     driver = order.driver.id if order.driver is not None else None
     if not may_read_order(caller, customer, driver):
         raise NotFound(f"no {kind} with id {order_id!r}")
+
+
+async def with_pin(
+    caller: Principal, order: RideView | DeliveryView, order_id: str, pins: TripPins
+) -> None:
+    """The trip PIN on the order's view, when the caller is the order's customer (their own
+    account: never a driver, a back end or ADMIN) and they still need it."""
+    customer = order.rider_id if isinstance(order, RideView) else order.customer_id
+    if caller.role is Role.CUSTOMER and not caller.service and caller.subject == customer:
+        order.pin = await pins.current(order.city, order_id)

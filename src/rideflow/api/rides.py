@@ -5,9 +5,16 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from rideflow.api.deps import IDEMPOTENCY_DOC, OrdersDep, RecordDep, idempotency_key, orders_of
+from rideflow.api.deps import (
+    IDEMPOTENCY_DOC,
+    OrdersDep,
+    PinsDep,
+    RecordDep,
+    idempotency_key,
+    orders_of,
+)
 from rideflow.api.history import order_or_record
-from rideflow.api.ownership import check_order, customer_for
+from rideflow.api.ownership import check_order, customer_for, with_pin
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
 from rideflow.api.security import AnyCaller, CustomerCaller
@@ -66,10 +73,11 @@ async def create_ride(request: Request, caller: CustomerCaller) -> Response:
     "404.",
 )
 async def get_ride(
-    ride_id: OrderId, caller: AnyCaller, orders: OrdersDep, record: RecordDep
+    ride_id: OrderId, caller: AnyCaller, orders: OrdersDep, record: RecordDep, pins: PinsDep
 ) -> RideView:
     ride = await order_or_record(orders, record, ride_id, "ride")
     check_order(caller, ride, "ride", ride_id)
+    await with_pin(caller, ride, ride_id, pins)
     return ride  # type: ignore[return-value]
 
 

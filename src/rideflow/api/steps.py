@@ -9,11 +9,12 @@ from typing import Annotated, cast
 from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from rideflow.api.deps import OrdersDep
+from rideflow.api.deps import OrdersDep, PinsDep
 from rideflow.api.ownership import check_order, driver_for
 from rideflow.api.problems import responses
 from rideflow.api.security import CustomerCaller, DriverCaller
 from rideflow.auth.principal import Principal
+from rideflow.orders.pins import needs_pin
 from rideflow.orders.schemas import DeliveryView, DriverStep, RideView
 from rideflow.orders.states import KIND_STEPS, STEPS, Kind
 from rideflow.orders.store import Orders
@@ -58,12 +59,15 @@ def _route(
         str, Path(alias=f"{kind}_id", min_length=1, max_length=96, pattern=ID_PATTERN)
     ]
 
-    async def check_mine(caller: Principal, orders: Orders, order_id: str) -> None:
+    async def check_mine(
+        caller: Principal, orders: Orders, order_id: str
+    ) -> RideView | DeliveryView:
         # Read before the step (a live order is in Redis; a gone one is a 404 either way):
         # another's is a 404, worded as for an unknown id. The step's script re-checks the
         # driver, so a change in between is refused, not let through.
         order = cast(RideView | DeliveryView, await view(orders, order_id))
         check_order(caller, order, kind, order_id)
+        return order
 
     if by_driver:
 
@@ -71,10 +75,14 @@ def _route(
             order_id: order_id_param,
             caller: DriverCaller,
             orders: OrdersDep,
+            pins: PinsDep,
             body: DriverStep | None = None,
         ) -> BaseModel:
             driver = driver_for(caller, body.driver_id if body is not None else None)
-            await check_mine(caller, orders, order_id)
+            order = await check_mine(caller, orders, order_id)
+            if needs_pin(kind, action) and not caller.admin:
+                # The driver's own account shows the customer's code; ADMIN (support) need not.
+                await pins.check_step(order.city, order_id, body.pin if body else None)
             await orders.step(order_id, kind, action, driver)
             return await view(orders, order_id)
 

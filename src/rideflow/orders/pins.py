@@ -15,14 +15,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from redis.asyncio import Redis
 
 from rideflow.auth.secret import jwt_secret
 from rideflow.config import Settings
 from rideflow.errors import RideflowError, Unprocessable
-from rideflow.orders.states import ASSIGNED, Kind
+from rideflow.orders.states import Kind
 from rideflow.redis import keys
 from rideflow.redis.scripts import ORDER_EVENTS_CAP, Scripts
 
@@ -60,9 +60,24 @@ class TripPins:
         return f"{int.from_bytes(mac[:8], 'big') % 10**DIGITS:0{DIGITS}d}"
 
     @staticmethod
-    def shown(status: str) -> bool:
-        """Whether an order in `status` has a code to show its customer."""
-        return status in ASSIGNED and status not in ("COMPLETED", "DELIVERED")
+    def shown(kind: str, status: str) -> bool:
+        """Whether an order of `kind` in `status` has a code its customer still needs: from
+        ACCEPTED until the step that takes it (the pickup of a ride, a delivery's drop-off)."""
+        live = ("ACCEPTED", "DRIVER_ARRIVING") + (("PICKED_UP",) if kind == "delivery" else ())
+        return status in live
+
+    async def current(self, city: str, order_id: str) -> str | None:
+        """The code of the order's assignment while its customer needs it, else None."""
+        reply = await self.redis.hmget(keys.order(city, order_id), ["kind", "status", "offer"])
+        kind, status, offer = cast(list[str | None], reply)
+        if not (kind and status and offer) or not self.shown(kind, status):
+            return None
+        return self.pin(order_id, offer)
+
+    async def check_step(self, city: str, order_id: str, presented: str | None) -> None:
+        """`check` for the order's current assignment."""
+        offer = cast(str | None, await self.redis.hget(keys.order(city, order_id), "offer"))
+        await self.check(city, order_id, offer or "", presented)
 
     async def check(self, city: str, order_id: str, offer_id: str, presented: str | None) -> None:
         """Let the step through when `presented` is the code; a wrong or missing code is a 422

@@ -66,6 +66,12 @@ class OrderView(BaseModel):
     reason: str | None = None
     created_at: datetime
     transitions: dict[str, datetime] = Field(description="When the order last entered each status")
+    pin: str | None = Field(
+        default=None,
+        description="The trip PIN the customer gives the driver at the pickup (rides) or the"
+        " drop-off (deliveries), without which the driver cannot make that step. Shown to the"
+        " order's customer only, from ACCEPTED until that step",
+    )
 
 
 class RideView(OrderView):
@@ -103,6 +109,12 @@ class DriverStep(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
 
     driver_id: Id | None = None
+    pin: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{4}$",
+        description="The trip PIN the customer gave: required for `picked-up` (rides) and"
+        " `delivered` (deliveries) from a driver's own account",
+    )
 
 
 class DeliveryCreate(Body):

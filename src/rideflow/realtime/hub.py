@@ -22,6 +22,7 @@ from rideflow.config import Settings
 from rideflow.dispatch.offers import Offers
 from rideflow.drivers.store import Drivers
 from rideflow.errors import NotFound, RideflowError, Unprocessable
+from rideflow.orders.pins import TripPins
 from rideflow.realtime.protocol import (
     Close,
     encode,
@@ -55,9 +56,10 @@ class Hub:
         offers: Offers,
         drivers: Drivers,
         unreachable: Unreachable,
+        pins: TripPins,
     ) -> None:
         self.settings, self.redis, self.offers, self.drivers = settings, redis, offers, drivers
-        self.unreachable = unreachable
+        self.unreachable, self.pins = unreachable, pins
         self.cities = [c.code for c in settings.cities]
         self.sessions: set[Session] = set()
         self.by_driver: dict[str, set[Session]] = defaultdict(set)
@@ -175,6 +177,10 @@ class Hub:
         session.orders[order_id] = last
         for key, text in buffered:
             session.send_event(order_id, key, text)
+        if session.role is Role.CUSTOMER:  # assigned before they followed: the code now
+            pin = await self.pins.current(city, order_id)
+            if pin is not None:
+                session.send(encode("pin", None, {"order_id": order_id, "pin": pin}))
         return replayed
 
     def unsubscribe(self, session: Session, order_id: str) -> bool:
@@ -243,6 +249,12 @@ class Hub:
         key = id_key(entry_id)
         for session in list(followers or ()):
             session.send_event(order_id, key, text)
+        if followers and fields.get("status") == "ACCEPTED" and fields.get("offer"):
+            # The trip PIN to the customer's own sockets, never a driver's or ADMIN's.
+            pin = {"order_id": order_id, "pin": self.pins.pin(order_id, fields["offer"])}
+            for session in list(followers):
+                if session.role is Role.CUSTOMER:
+                    session.send(encode("pin", entry_id, pin))
         for session in list(watchers or ()):
             session.send(text)
         if drivers:
