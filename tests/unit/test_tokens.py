@@ -96,3 +96,17 @@ def test_development_makes_one_private_secret_that_every_process_shares(tmp_path
     path = tmp_path / "var" / "jwt-secret"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["jwt-secret"]  # no temp file left
+
+
+def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    t = tokens(jwt_leeway_s=0)
+    issued = t.issue("u7", Role.CUSTOMER, ttl_s=1)
+    first = t.verify(issued.token)
+    assert t.verify(issued.token) is first  # the verdict remembered, not decoded again
+    expires = jwt.decode(issued.token, options={"verify_signature": False})["exp"]
+    while time.time() < expires + 0.05:  # the token's own expiry: the clock is the condition
+        time.sleep(0.01)
+    with pytest.raises(Unauthorized, match="expired"):
+        t.verify(issued.token)
+    with pytest.raises(Unauthorized, match="bad signature"):  # a forgery is never remembered
+        t.verify(issued.token[:-2] + ("AA" if issued.token[-2:] != "AA" else "BB"))

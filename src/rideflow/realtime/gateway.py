@@ -91,6 +91,7 @@ class Gateway:
         session = Session(ws, principal, self.settings.ws_send_queue)
         self.hub.add(session)
         try:
+            await self.hub.wake()
             session.send(
                 encode(
                     "hello",

@@ -68,6 +68,7 @@ class Hub:
         self.reader: Redis | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
+        self.listening = False
         self.stopping = False
         self.marking: set[asyncio.Task[None]] = set()
         # Routing a read never queues more to one socket than half its queue holds, so only a
@@ -80,11 +81,24 @@ class Hub:
         # Blocking reads and the subscription hold their connections: a client of their own.
         self.reader = create_redis(self.settings, "api-hub", socket_timeout=BLOCK_MS / 1000 + 5)
         self.tasks = [
-            asyncio.create_task(self._read_events(), name="hub-events"),
-            asyncio.create_task(self._read_positions(), name="hub-positions"),
             asyncio.create_task(self._heartbeats(), name="hub-heartbeats"),
             asyncio.create_task(self._counts(), name="hub-counts"),
         ]
+
+    async def wake(self) -> None:
+        """Start reading the event streams and the tracking channels when the first socket
+        arrives, and return once the streams' ends are known (so a subscription made after
+        this misses nothing). An API process that no socket ever reached reads nothing: each
+        ride request it accepts would otherwise come back to it through its own read."""
+        if self.stopping:
+            return
+        if not self.listening:
+            self.listening = True
+            self.tasks += [
+                asyncio.create_task(self._read_events(), name="hub-events"),
+                asyncio.create_task(self._read_positions(), name="hub-positions"),
+            ]
+        await self.ready.wait()
 
     async def stop(self) -> None:
         for session in list(self.sessions):
