@@ -17,7 +17,12 @@ from rideflow.api.history import order_or_record
 from rideflow.api.ownership import check_order, customer_for, with_pin
 from rideflow.api.params import EventAfter
 from rideflow.api.problems import responses
-from rideflow.api.security import AnyCaller, CustomerCaller
+from rideflow.api.security import (
+    CUSTOMER_CHECK,
+    SECURED,
+    AnyCaller,
+    checks_inside,
+)
 from rideflow.api.steps import OrderId, add_steps
 from rideflow.orders.schemas import RideAccepted, RideCreate, RideEvents, RideView
 from rideflow.orders.store import Orders
@@ -41,15 +46,19 @@ RIDE_CREATE_SCHEMA = {
     "ADMIN and back ends with an API key name the rider.",
     openapi_extra={
         **IDEMPOTENCY_DOC,
+        **SECURED,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": RIDE_CREATE_SCHEMA}},
         },
     },
 )
-async def create_ride(request: Request, caller: CustomerCaller) -> Response:
+@checks_inside(CUSTOMER_CHECK)
+async def create_ride(request: Request) -> Response:
     # The hottest route, kept lean: pydantic parses the raw JSON in one pass (a ValidationError
-    # renders as 422 like any other), with no dependency or response-model pass.
+    # renders as 422 like any other), with no dependency or response-model pass; the caller is
+    # checked here, as `CustomerCaller` would (CUSTOMER or ADMIN, or a back end).
+    caller = await CUSTOMER_CHECK(request)
     body = RideCreate.model_validate_json(await request.body())
     rider = customer_for(caller, body.rider_id, "rider_id")
     if body.rider_id != rider:
