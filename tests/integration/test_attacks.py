@@ -1,7 +1,7 @@
 """The attacks of issue 10's "Why", each tried again now that every route knows its caller: each
 must fail to do harm, and the owner must still be able to do the same thing (so a test cannot
-pass merely because the route broke). Back ends with an API key are stood in for by a verifier
-of fixed keys on the app's state, where the accounts branch puts its own."""
+pass merely because the route broke). Back ends call with real API keys, made through the API by
+ADMIN."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 
 from rideflow.api.app import create_app
 from rideflow.api.problems import redis_failure
-from rideflow.auth.principal import Principal, Role
 from rideflow.config import Settings
 from rideflow.redis import keys
 from tests import auth
@@ -25,29 +24,13 @@ from tests.fleet import add_driver, wait_for_status
 
 PICKUP = {"lat": BLR[0], "lng": BLR[1]}
 DROPOFF = {"lat": BLR[0] + 0.02, "lng": BLR[1] + 0.01}
-MERCHANT_KEY, FLEET_KEY, SYSTEM_KEY = "k-merchant", "k-fleet", "k-system"
-
-
-class FixedKeys:
-    """API keys as the accounts branch's verifier answers them: a service principal, or None."""
-
-    def __init__(self) -> None:
-        self.known = {
-            MERCHANT_KEY: Principal("merchant-1", Role.CUSTOMER, kind="service", token_id="m"),
-            FLEET_KEY: Principal("fleet-1", Role.DRIVER, kind="service", token_id="f"),
-            SYSTEM_KEY: Principal("ops-1", Role.ADMIN, kind="service", token_id="s"),
-        }
-
-    async def verify(self, raw: str) -> Principal | None:
-        return self.known.get(raw)
 
 
 @contextlib.asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An anonymous client of the app, whose state also knows `FixedKeys`."""
+    """An anonymous client of the app."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
-        manager._state["api_keys"] = FixedKeys()
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://rideflow") as c:
             yield c
@@ -68,14 +51,22 @@ class As:
         self.mallory = auth.customer(settings, "mallory")
         self.dx = auth.driver(settings, "dX")
         self.dy = auth.driver(settings, "dY")
-        self.merchant = {"X-API-Key": MERCHANT_KEY}
-        self.fleet = {"X-API-Key": FLEET_KEY}
-        self.system = {"X-API-Key": SYSTEM_KEY}
+        self.merchant: dict[str, str] = {}
+        self.fleet: dict[str, str] = {}
+        self.system: dict[str, str] = {}
 
 
 @pytest.fixture
-def who(settings: Settings) -> As:
-    return As(settings)
+async def who(settings: Settings, c: httpx.AsyncClient) -> As:
+    """The callers; the back ends' API keys made by ADMIN, as an operator makes them."""
+    callers = As(settings)
+    for name, role in (("merchant", "CUSTOMER"), ("fleet", "DRIVER"), ("system", "ADMIN")):
+        r = await c.post(
+            "/v1/admin/api-keys", json={"name": name, "role": role}, headers=callers.admin
+        )
+        assert r.status_code == 201, r.text
+        setattr(callers, name, {"X-API-Key": r.json()["key"]})
+    return callers
 
 
 async def offered_ride(
