@@ -178,6 +178,17 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     return client
 
 
+def scope_address(scope: Scope, trusted: Sequence[Network]) -> str:
+    """`client_address` of a request, from its peer and every `X-Forwarded-For` line (a proxy
+    may append its own line rather than extend the first: read them all)."""
+    peer = scope["client"][0] if scope.get("client") else None
+    forwarded = (
+        ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
+        or None
+    )
+    return client_address(peer, forwarded, trusted)
+
+
 def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -207,14 +218,8 @@ class RateLimitMiddleware:
         if name is None:
             await self.app(scope, receive, send)
             return
-        peer = scope["client"][0] if scope.get("client") else None
-        # A proxy may append its own header line rather than extend the first: read them all.
-        forwarded = (
-            ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
-            or None
-        )
         caller = verified_caller(scope)
-        client = client_key(caller, client_address(peer, forwarded, self.trusted))
+        client = client_key(caller, scope_address(scope, self.trusted))
         scope[CLIENT_SCOPE_KEY] = client
         try:
             decision = await limiter.hit(name, client, caller.role if caller else None)

@@ -186,14 +186,9 @@ def _log(scope: Scope, status: int, started_ns: int, trusted: Sequence[Network])
     policy, decision = scope.get(RATE_SCOPE_KEY) or ("", "")
     client = scope.get(CLIENT_SCOPE_KEY)
     if client is None:  # not rate limited: derived here, the same way
-        from rideflow.api.middleware import client_address
+        from rideflow.api.middleware import scope_address  # it imports this module
 
-        peer = scope["client"][0] if scope.get("client") else None
-        forwarded = (
-            ",".join(v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for")
-            or None
-        )
-        address = client_address(peer, forwarded, trusted) if forwarded else (peer or "")
+        address = scope_address(scope, trusted)
         # The route's caller, when it took one (left in the scope by `authenticate`).
         caller = scope.get(PRINCIPAL)
         client = client_key(caller if isinstance(caller, Principal) else None, address)
