@@ -147,6 +147,7 @@ async def baseline_per_socket(procs: Processes, redis_url: str) -> float:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bench.ws_baseline_app:app", "--host", HOST]
     argv += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]  # as `rideflow api`
     argv += ["--no-access-log", "--log-level", "warning"]
     server = procs.start("ws-baseline", argv, rideflow_env(redis_url), port)
     try:

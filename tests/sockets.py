@@ -17,6 +17,7 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from rideflow.api.app import create_app
+from rideflow.api.serving import server_options
 from rideflow.auth.principal import Role
 from rideflow.config import Settings
 from tests.auth import access_token, bearer
@@ -37,9 +38,7 @@ async def served(settings: Settings, *, send_buffer: int | None = None) -> Async
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     listener.bind(("127.0.0.1", 0))
     port = int(listener.getsockname()[1])
-    config = uvicorn.Config(
-        create_app(settings), lifespan="on", log_level="warning", access_log=False
-    )
+    config = uvicorn.Config(create_app(settings), lifespan="on", **server_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[listener]))
     try:

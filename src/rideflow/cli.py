@@ -43,6 +43,8 @@ def api(
     """Serve the HTTP API (needs a Redis: RIDEFLOW_REDIS_URL)."""
     import uvicorn
 
+    from rideflow.api.serving import server_options
+
     settings = Settings()
     logs.configure(settings.log_level)
     uvicorn.run(
@@ -50,13 +52,7 @@ def api(
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
-        access_log=False,
-        # Client addresses are RideFlow's to derive, from its own trusted-proxy list: uvicorn
-        # would otherwise believe X-Forwarded-For from any local peer.
-        proxy_headers=False,
-        log_level="warning",
-        loop="uvloop",
-        http="httptools",
+        **server_options(settings),
     )
 
 

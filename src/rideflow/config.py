@@ -228,6 +228,14 @@ class Settings(BaseSettings):
     ws_counts_every_s: float = Field(
         default=5.0, gt=0, description="WebSocket: driver counts on an admin's city feed, every"
     )
+    ws_compression: bool = Field(
+        default=False,
+        description="WebSocket: permessage-deflate when a client offers it. Off by default: its "
+        "zlib state costs about 45 KiB per socket and the messages are a few hundred bytes",
+    )
+    ws_max_message_bytes: int = Field(
+        default=64 * 1024, gt=0, description="WebSocket: a larger client message closes with 1009"
+    )
 
     rate_limit_enabled: bool = True
     rate_policies: dict[str, RatePolicy] = Field(default_factory=lambda: dict(DEFAULT_POLICIES))

@@ -13,15 +13,27 @@ from collections.abc import Callable
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
+YOUNG_GC_THRESHOLD = 10_000
+
+
 def freeze_startup_objects() -> None:
     """Move everything built at start-up out of the garbage collector's sight.
 
     Imports and app construction leave hundreds of thousands of long-lived objects; without
     this, every full collection walks them all and stalls the event loop for ~50 ms, which is
     the whole p99 of the request path.
+
+    The youngest generation is also collected less often (every `YOUNG_GC_THRESHOLD`
+    allocations instead of 700): at the default, whatever is in flight at the moment (messages
+    read from sockets, positions waiting for their batch) survives two collections, is promoted
+    to the oldest generation and soon triggers a full collection, which walks every live
+    object: with 10,000 sockets open that is over a million objects and about half a second
+    (figure 17's positions over sockets went from ~17,000 to ~36,000/s with this).
     """
     gc.collect()
     gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, oldest)
 
 
 def stop_on_signals() -> asyncio.Event:

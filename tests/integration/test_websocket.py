@@ -53,6 +53,27 @@ async def test_the_token_is_taken_from_the_subprotocol_or_the_query(settings: Se
             assert (await s.request("pong"))["type"] == "ack"
 
 
+async def test_compression_is_declined_unless_configured_and_big_messages_close_1009(
+    settings: Settings,
+) -> None:
+    # The `websockets` client offers permessage-deflate, as browsers do.
+    async with served(settings) as url, opened(settings, url, "d1", Role.DRIVER) as s:
+        assert s.conn.protocol.extensions == []
+        await s.send("position", {"lat": 12.97, "lng": 77.59, "pad": "x" * 70_000})
+        with pytest.raises(ConnectionClosed) as closed:
+            await s.next()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    compressing = settings.model_copy(
+        update={"ws_compression": True, "ws_max_message_bytes": 200_000}
+    )
+    async with served(compressing) as url, opened(compressing, url, "d1", Role.DRIVER) as s:
+        assert [e.name for e in s.conn.protocol.extensions] == ["permessage-deflate"]
+        big = {"lat": 12.97, "lng": 77.59, "pad": "x" * 70_000}
+        reply = await s.request("position", big)
+        assert reply["type"] == "error"  # taken and read: refused by validation, not size
+        assert reply["data"]["status"] == 422
+
+
 async def test_messages_outside_the_sockets_role_or_protocol_get_error_replies(
     settings: Settings,
 ) -> None:

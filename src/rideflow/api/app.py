@@ -10,6 +10,7 @@ from typing import TypedDict
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from rideflow import __version__
 from rideflow.api import (
@@ -55,6 +56,21 @@ from rideflow.restaurants.store import Restaurants
 from rideflow.services import build_services
 
 log = logging.getLogger("rideflow.api")
+
+
+class RideflowApp(FastAPI):
+    """FastAPI, with the WebSocket paths of `ws.SOCKETS` served ahead of the HTTP middleware
+    and router (nothing of theirs applies to a socket; each would stay alive with it)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            socket_app = ws.SOCKETS.get(scope["path"])
+            if socket_app is not None:
+                scope["app"] = self
+                await socket_app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
 
 DESCRIPTION = """
 Real-time dispatch for ride-hailing and delivery. Ride requests are accepted at once (202) and
@@ -157,7 +173,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await limits.aclose()
             await redis.aclose()
 
-    app = FastAPI(title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = RideflowApp(
+        title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
     problems.install(app)
     for module in (
         rides,
@@ -172,7 +190,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin,
         auth,
         health,
-        ws,
     ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:

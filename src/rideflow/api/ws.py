@@ -3,13 +3,19 @@
 The access token comes in the `Sec-WebSocket-Protocol` header (the client offers `rideflow.v1`
 and `bearer.<access token>`; the server selects `rideflow.v1`) or as `?access_token=`. Without a
 valid one the upgrade is refused with a 401 problem, before any socket exists. The protocol
-(message types, close codes, resume) is in `rideflow.realtime.protocol` and the README."""
+(message types, close codes, resume) is in `rideflow.realtime.protocol` and the README.
+
+The app serves a socket straight from the server (`SOCKETS`, `RideflowApp`), not through the
+HTTP middleware and router: each layer is a coroutine kept alive as long as its socket, and a
+process holds tens of thousands of sockets (figure 17: memory per socket, and the garbage
+collector walks every one of those objects)."""
 
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, WebSocket
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from rideflow.auth.principal import Principal
 from rideflow.auth.tokens import AccessTokens
@@ -17,7 +23,7 @@ from rideflow.errors import Unauthorized
 from rideflow.realtime.gateway import Gateway
 from rideflow.realtime.protocol import BEARER_PREFIX, SUBPROTOCOL, Close
 
-router = APIRouter()
+PATH = "/v1/ws"
 DENIAL = "websocket.http.response"
 PROBLEM_JSON = "application/problem+json"
 
@@ -40,7 +46,15 @@ def _principal(ws: WebSocket) -> Principal:
     return tokens.verify(token)
 
 
-@router.websocket("/v1/ws")
+async def serve_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app of `/v1/ws`."""
+    await websocket(WebSocket(scope, receive, send))
+
+
+SOCKETS: dict[str, ASGIApp] = {PATH: serve_socket}
+"""WebSocket paths -> their apps, served ahead of the HTTP stack."""
+
+
 async def websocket(ws: WebSocket) -> None:
     try:
         principal = _principal(ws)
