@@ -767,6 +767,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         menu_bench.menu_note(),
         nearest_bench.nearest_note(),
         jwt_bench.jwt_note(),
+        ws_bench.ws_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

@@ -367,3 +367,30 @@ def verdicts(raw: dict[str, Any], count: int) -> dict[str, tuple[str, bool | Non
         "ws_positions": (f"{rate:,.0f} /s", rate >= 25_000),
         "ws_bare": (f"{raw['bare_per_socket_kib']:.1f} KiB per socket", None),
     }
+
+
+def ws_note() -> str:
+    """Figure 17's paragraph of the method."""
+    return (
+        f"17. **WebSocket gateway.** One `rideflow api` process (its server options:"
+        f" `websockets-sansio`, no permessage-deflate unless `RIDEFLOW_WS_COMPRESSION`;"
+        f" heartbeat 600 s so no ping is sent while measuring) and {SOCKETS:,} drivers seeded"
+        f" online over 10 x 10 km, each opening a socket of its own from this process (the"
+        f" `websockets` client, which offers compression as browsers do; {CONNECT_PARALLEL} at"
+        f" a time, token in the subprotocol) and reading its `hello`. Memory: the API's RSS"
+        f" (`/proc/<pid>/status`) 1 s after the sockets are open minus 1 s before the first,"
+        f" over the sockets; the same for a bare Starlette endpoint (`bench/ws_baseline_app.py`:"
+        f" accept, one message, read until closed) under the same uvicorn options, for"
+        f" comparison. Offer push: {int(OFFER_RATE * OFFER_DURATION_S):,} orders, each offered"
+        f" to its own driver by the dispatcher's own offer script (`Offers.create`) from this"
+        f" process, open loop at {OFFER_RATE:g}/s; latency is the offer's `created_at` (Redis"
+        f" `TIME` in the script) to the client's receipt (`time.time()`, one machine's clock)."
+        f" Each driver answers `offer.accept` over the socket at once; that latency is the"
+        f" send to the `at` of the ACCEPTED state in the reply (Redis `TIME`). Positions: over"
+        f" {POSITION_SOCKETS} of the other sockets for {POSITION_DURATION_S:g} s, each socket"
+        f" sending `position` messages as fast as it may with at most {POSITION_WINDOW} ahead of"
+        f" its acknowledgements (every {POSITION_ACK_EVERY}th carries an id and is"
+        f" acknowledged once its batch is in Redis); counted are the positions up to each"
+        f" socket's last acknowledgement, over the elapsed time. All {SOCKETS:,} sockets stay"
+        f" open throughout, and this process collects no garbage while it measures."
+    )
