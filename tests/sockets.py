@@ -66,8 +66,8 @@ def ws_url(base_url: str) -> str:
 class Socket:
     """A client socket: requests with ids (their reply awaited), everything else in order."""
 
-    def __init__(self, conn: ClientConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: ClientConnection, token: str = "") -> None:
+        self.conn, self.token = conn, token
         self.inbox: deque[dict[str, Any]] = deque()
         self.ids = itertools.count(1)
 
@@ -140,7 +140,7 @@ async def opened(
         sock.connect(("127.0.0.1", int(base_url.rsplit(":", 1)[1])))
         options["sock"] = sock
     async with connect(url, **options) as conn:
-        s = Socket(conn)
+        s = Socket(conn, token)
         hello = await s.next()
         assert hello["type"] == "hello", hello
         assert hello["data"]["subject"] == subject

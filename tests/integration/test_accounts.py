@@ -304,12 +304,16 @@ async def test_password_reset_through_the_job_worker_and_the_outbox(
     new = {"token": token, "new_password": "a brand new passphrase"}
     short = await client.post("/v1/auth/password-reset/confirm", json={**new, "new_password": "x"})
     assert problem(short, 422)["errors"][0]["field"] == "new_password"
+    assert (await client.get("/v1/me", headers=auth(before))).status_code == 200
     r = await client.post("/v1/auth/password-reset/confirm", json=new)
     assert r.status_code == 204, r.text
     assert problem(await login(client, "asha@example.com"), 401)
-    assert (await login(client, "asha@example.com", "a brand new passphrase")).status_code == 200
-    # Every login from before the reset is over.
+    after = await tokens(client, "asha@example.com", "a brand new passphrase")
+    # Every login from before the reset is over, its access token included; the new one,
+    # issued within the same second, is good.
     assert problem(await refresh(client, before["refresh_token"]), 401)
+    assert "revoked" in problem(await client.get("/v1/me", headers=auth(before)), 401)["detail"]
+    assert (await client.get("/v1/me", headers=auth(after))).status_code == 200
     # The token was for one use ...
     again = await client.post("/v1/auth/password-reset/confirm", json=new)
     assert "not valid" in problem(again, 401)["detail"]

@@ -14,7 +14,7 @@ import pytest
 from rideflow.config import Settings
 from tests.conftest import api_client, env_of
 from tests.integration.test_accounts import account_settings, login, problem
-from tests.servers import RedisServer
+from tests.servers import RedisServer, eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -78,14 +78,30 @@ async def test_users_create_disable_enable(
         pair = (await login(c, "d@example.com", "a driver passphrase")).json()
         assert (await c.get(f"/v1/drivers/{driver_id}")).json()["vehicle"] == "Bike"
 
+        mine = {"Authorization": f"Bearer {pair['access_token']}"}
+        assert (await c.get(f"/v1/drivers/{driver_id}", headers=mine)).status_code == 200
+
         off = await rideflow(settings, "users", "disable", "--email", "D@example.com")
         assert off.returncode == 0 and "1 login(s) revoked" in off.stdout, off.stderr
+        assert "access tokens refused" in off.stdout
         assert problem(await login(c, "d@example.com", "a driver passphrase"), 403)
         r = await c.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
         assert problem(r, 401)  # its login was revoked by the disable
+
+        # The API process reads the revocation the CLI wrote: the access token it holds,
+        # still unexpired, is refused on every route.
+        async def refused() -> bool:
+            r = await c.get(f"/v1/drivers/{driver_id}", headers=mine)
+            return r.status_code == 401 and "revoked" in r.json()["detail"]
+
+        await eventually(refused, 10, "the disabled driver's access token refused")
         on = await rideflow(settings, "users", "enable", "--email", "d@example.com")
         assert on.returncode == 0, on.stderr
-        assert (await login(c, "d@example.com", "a driver passphrase")).status_code == 200
+        again = await login(c, "d@example.com", "a driver passphrase")
+        assert again.status_code == 200
+        fresh = {"Authorization": f"Bearer {again.json()['access_token']}"}
+        assert (await c.get(f"/v1/drivers/{driver_id}", headers=fresh)).status_code == 200
+        assert problem(await c.get(f"/v1/drivers/{driver_id}", headers=mine), 401)
     nobody = await rideflow(settings, "users", "disable", "--email", "nobody@example.com")
     assert nobody.returncode == 1 and "no account" in nobody.stderr
     # A driver's profile is made in Redis within the account's transaction: no Redis, no account.

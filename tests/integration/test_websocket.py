@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from rideflow.auth.principal import Role
+from rideflow.auth.revocations import keep_for, revoke_subject
 from rideflow.config import Settings
 from rideflow.orders.schemas import RideCreate
 from rideflow.redis.connections import create_redis
@@ -72,6 +74,30 @@ async def test_compression_is_declined_unless_configured_and_big_messages_close_
         reply = await s.request("position", big)
         assert reply["type"] == "error"  # taken and read: refused by validation, not size
         assert reply["data"]["status"] == 422
+
+
+async def test_revoked_tokens_close_their_sockets_and_are_refused_at_the_handshake(
+    settings: Settings, redis: Redis
+) -> None:
+    async with served(settings) as url, opened(settings, url, "c1", Role.CUSTOMER) as s:
+        token = access_token(settings, "c2", Role.CUSTOMER)
+        async with connect(f"{ws_url(url)}?access_token={token}") as other:
+            await other.recv()  # hello
+            await revoke_subject(redis, "c1", keep_for(settings))  # as `users disable` does
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await s.next()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+            assert "revoked" in closed.value.rcvd.reason
+            # Another account's socket is untouched.
+            await other.send(orjson.dumps({"type": "pong", "id": 1, "data": {}}).decode())
+            assert orjson.loads(await other.recv())["type"] == "ack"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{ws_url(url)}?access_token={s.token}"):
+                pass
+        assert refused.value.response.status_code == 401
+        async with opened(settings, url, "c1", Role.CUSTOMER) as again:  # a token issued since
+            assert (await again.request("pong"))["type"] == "ack"
 
 
 async def test_messages_outside_the_sockets_role_or_protocol_get_error_replies(

@@ -139,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         hub = Hub(settings, redis, services.offers, services.drivers, unreachable, services.pins)
         await hub.start()
+        identity.revocations.listeners.append(hub.revoked)  # closes the account's sockets
+        await identity.revocations.start()
         gateway = Gateway(settings, hub, services.offers, services.drivers)
         freeze_startup_objects()
         try:
@@ -164,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 gateway=gateway,
             )
         finally:
+            await identity.revocations.stop()
             await hub.stop()
             await gateway.positions.stop()
             if request_log is not None:

@@ -12,6 +12,7 @@ from rideflow.auth.apikeys import ApiKeys
 from rideflow.auth.passwords import Passwords
 from rideflow.auth.refresh import RefreshTokens
 from rideflow.auth.resets import PasswordResets
+from rideflow.auth.revocations import Revocations, keep_for
 from rideflow.auth.tokens import AccessTokens
 from rideflow.config import Settings
 from rideflow.drivers.store import Drivers
@@ -26,6 +27,7 @@ class Identity:
     resets: PasswordResets
     api_keys: ApiKeys
     tokens: AccessTokens
+    revocations: Revocations
 
 
 def build_identity(
@@ -36,10 +38,13 @@ def build_identity(
     drivers: Drivers | None,
     tokens: AccessTokens,
 ) -> Identity:
+    revocations = Revocations(redis, keep_for(settings))
+    tokens.revocations = revocations  # read once its `start` is awaited
     return Identity(
         accounts=Accounts(record, Passwords(settings), drivers),
         refresh=RefreshTokens(redis, scripts, settings),
         resets=PasswordResets(redis, settings),
         api_keys=ApiKeys(record, redis),
         tokens=tokens,
+        revocations=revocations,
     )

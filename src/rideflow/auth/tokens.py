@@ -6,12 +6,16 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jwt
 
 from rideflow.auth.principal import Principal, Role
 from rideflow.config import Settings
 from rideflow.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from rideflow.auth.revocations import Revocations
 
 ALGORITHM = "HS256"
 CACHED_TOKENS = 16_384
@@ -37,18 +41,24 @@ class AccessTokens:
         self.audience = settings.jwt_audience
         self.ttl_s = settings.access_token_ttl_s
         self.leeway_s = settings.jwt_leeway_s
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
+        """Token -> (caller, valid until, issued at), for tokens verified before."""
+        self.revocations: Revocations | None = None
+        """Accounts whose tokens issued until a time are refused (set by a process that reads
+        them: the API)."""
 
     def issue(self, subject: str, role: Role, *, ttl_s: int | None = None) -> Issued:
-        now = int(time.time())
+        now = time.time()
         ttl = self.ttl_s if ttl_s is None else ttl_s
         jti = secrets.token_urlsafe(12)
         claims = {
             "sub": subject,
             "role": role.value,
             "jti": jti,
-            "iat": now,
-            "exp": now + ttl,
+            # To the millisecond (a NumericDate may have a fraction): a login just after its
+            # account's tokens were revoked (a password reset) must not fall in the same second.
+            "iat": round(now, 3),
+            "exp": int(now) + ttl,
             "iss": self.issuer,
             "aud": self.audience,
         }
@@ -63,20 +73,28 @@ class AccessTokens:
         HMAC, the claims) was most of what the check cost. The same string with the same
         signature is the same verdict; only its expiry moves, and that is checked each time."""
         seen = self._verified.get(token)
-        if seen is not None:
-            principal, expires = seen
-            if time.time() < expires:
-                return principal
-            del self._verified[token]
-        principal, expires = self.decode(token)
-        if len(self._verified) >= CACHED_TOKENS:
-            del self._verified[next(iter(self._verified))]  # the oldest
-        self._verified[token] = (principal, expires)
+        if seen is None or time.time() >= seen[1]:
+            if seen is not None:
+                del self._verified[token]
+            seen = self._decode(token)
+            if len(self._verified) >= CACHED_TOKENS:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[token] = seen
+        principal, _, issued_at = seen
+        if self.revocations is not None and self.revocations.refused(principal.subject, issued_at):
+            raise Unauthorized(
+                "the access token was revoked (the account was disabled or its password "
+                "reset); log in again"
+            )
         return principal
 
     def decode(self, token: str) -> tuple[Principal, float]:
-        """`verify` without the memory: the caller and when (epoch s) the token stops being
-        valid (its `exp` plus the leeway)."""
+        """`verify` without the memory or revocations: the caller and when (epoch s) the token
+        stops being valid (its `exp` plus the leeway)."""
+        principal, expires, _ = self._decode(token)
+        return principal, expires
+
+    def _decode(self, token: str) -> tuple[Principal, float, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -96,7 +114,7 @@ class AccessTokens:
         if not isinstance(subject, str) or not subject:
             raise Unauthorized("the access token is not valid (no subject)")
         principal = Principal(subject=subject, role=role, kind="user", token_id=str(claims["jti"]))
-        return principal, float(claims["exp"]) + self.leeway_s
+        return principal, float(claims["exp"]) + self.leeway_s, float(claims["iat"])
 
 
 def _reason(exc: Exception) -> str:

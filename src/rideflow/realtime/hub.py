@@ -123,6 +123,11 @@ class Hub:
         if session.role is Role.DRIVER:
             self.by_driver[session.subject].add(session)
 
+    def revoked(self, subject: str) -> None:
+        """The account's access tokens were revoked: close its sockets (4401)."""
+        for session in [s for s in self.sessions if s.subject == subject]:
+            session.end(Close.UNAUTHORIZED, "the access token was revoked; log in again")
+
     def remove(self, session: Session) -> None:
         self.sessions.discard(session)
         _discard(self.by_driver, session.subject, session)

@@ -28,7 +28,8 @@ class Close(IntEnum):
     TRY_AGAIN_LATER = 1013
     """The client fell behind: its send queue filled up. Reconnect and resume with `after`."""
     UNAUTHORIZED = 4401
-    """No valid access token (only where the server cannot refuse before the upgrade)."""
+    """No valid access token (where the server cannot refuse before the upgrade), or the
+    account's tokens were revoked (disabled, password reset) while its socket was open."""
     FORBIDDEN = 4403
     """A caller the socket does not serve (a back end's API key, say)."""
     HEARTBEAT = 4408

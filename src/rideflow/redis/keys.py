@@ -267,3 +267,9 @@ def tracking(city: str) -> str:
     """Pub/Sub channel of the positions of the city's drivers who hold an order, for the
     WebSocket gateways (`driver|order|lat|lng|fix ms`); a channel, not a key."""
     return _city(city, "tracking")
+
+
+def revoked_subjects() -> str:
+    """Sorted set of account ids -> when (epoch s) their access tokens were revoked (disabled,
+    password reset): tokens issued until then are refused. Kept one access-token lifetime."""
+    return _auth("revoked")
