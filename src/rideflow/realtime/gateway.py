@@ -120,15 +120,15 @@ class Gateway:
             await session.stop()
 
     async def _pending_offer(self, session: Session) -> None:
-        """A driver who connects with an offer pending gets it at once (it may come twice when
-        it is made just then: offers are told apart by `offer_id`)."""
+        """A driver who connects with an offer pending gets it at once (once, even when the
+        offer is made just then and its live event comes too)."""
         try:
             city = await self.drivers.city_of(session.subject)
             pending = await self.offers.pending_for(city, session.subject)
         except (NotFound, RedisError):
             return
         for view in pending:
-            session.send(encode("offer", None, view.model_dump(mode="json")))
+            session.send_offer(view.offer_id, encode("offer", None, view.model_dump(mode="json")))
 
     async def handle(self, session: Session, text: str | bytes) -> None:
         """One client message: a reply when it has an id, an error reply whenever it fails."""

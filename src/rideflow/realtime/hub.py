@@ -297,7 +297,7 @@ class Hub:
                 return  # answered before it could be pushed (over REST, say)
             offer = encode("offer", entry_id, view.model_dump(mode="json"))
             for session in list(sessions):
-                session.send(offer)
+                session.send_offer(offer_id, offer)
             return
         if offer_id and (status in WITHDRAWN or data.get("outcome") or status == "CANCELLED"):
             withdrawn = {

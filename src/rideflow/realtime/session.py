@@ -41,6 +41,9 @@ class Session:
         """Order -> when its driver's position was last sent (monotonic s), for the throttle."""
         self.missed = 0
         """Pings sent since the last pong."""
+        self.offered: str | None = None
+        """The last offer pushed (a driver holds one at a time): the connect-time read of a
+        pending offer and the live event of the same offer send it once between them."""
         self.ending: tuple[Close, str] | None = None
         self.closer: asyncio.Task[None] | None = None
 
@@ -63,6 +66,12 @@ class Session:
         if self.writer is None:
             self.writer = asyncio.create_task(self._write(), name="ws-writer")
         return True
+
+    def send_offer(self, offer_id: str, text: str) -> None:
+        """An offer, unless this one was pushed already."""
+        if offer_id != self.offered:
+            self.offered = offer_id
+            self.send(text)
 
     def send_event(self, order_id: str, key: EventKey, text: str) -> None:
         """An event of a subscribed order, at most once and in id order."""
