@@ -14,7 +14,8 @@ from rideflow.auth.principal import Role
 
 log = logging.getLogger(__name__)
 Algorithm = Literal["fixed_window", "sliding_window", "token_bucket"]
-Strategy = Literal["nearest", "rating", "eta"]
+Strategy = Literal["nearest", "rating", "eta", "batch"]
+BatchCost = Literal["distance", "eta"]
 
 
 class City(BaseModel):
@@ -140,6 +141,35 @@ class Settings(BaseSettings):
     claim_idle_ms: int = Field(default=30_000, gt=0)
     retry_lease_ms: int = Field(default=30_000, gt=0)
     dispatcher_concurrency: int = Field(default=16, gt=0)
+    batch_window_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="Strategy batch: orders are collected this long (from the oldest waiting) "
+        "before one assignment is solved for all of them",
+    )
+    batch_trigger_orders: int = Field(
+        default=500,
+        gt=0,
+        description="Strategy batch: solve at once, before the window ends, when this many "
+        "orders of a city wait",
+    )
+    batch_zone_cap: int = Field(
+        default=500,
+        gt=0,
+        description="Strategy batch: most orders in one solve; a zone with more is solved in "
+        "chunks of this many, oldest first (bench figure 18: a solve at the cap)",
+    )
+    batch_zone_km: float = Field(
+        default=10.0, gt=0, description="Strategy batch: orders are batched per square of this side"
+    )
+    batch_candidates: int = Field(
+        default=10, gt=0, description="Strategy batch: the K nearest available drivers per order"
+    )
+    batch_cost: BatchCost = Field(
+        default="distance",
+        description="Strategy batch: what the assignment minimises, pickup distance or ETA",
+    )
 
     job_concurrency: int = Field(default=32, gt=0, description="Jobs run at once per worker")
     job_claim_idle_ms: int = Field(

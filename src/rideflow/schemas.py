@@ -12,7 +12,9 @@ Lat = Annotated[float, Field(ge=-90, le=90, description="WGS84 latitude in degre
 Lng = Annotated[float, Field(ge=-180, le=180, description="WGS84 longitude in degrees")]
 STRATEGY_DOC = (
     "nearest; rating (best rated within the radius, distance breaks ties); eta "
-    "(distance over the driver's recent speed). The city's default when absent."
+    "(distance over the driver's recent speed); batch (collected for a short window, then "
+    "assigned with the other waiting orders at the least total pickup distance). The city's "
+    "default when absent."
 )
 
 

@@ -29,8 +29,9 @@ def eta_s(candidate: Candidate, default_speed_mps: float) -> float:
 
 def rank(strategy: str, candidates: list[Candidate], default_speed_mps: float) -> list[Candidate]:
     """Best first. `nearest`: distance; `rating`: best rating, then distance; `eta`: shortest
-    estimated time to the pickup, then distance. The driver id breaks any remaining tie, so
-    that ranking is deterministic."""
+    estimated time to the pickup, then distance; `batch` one order at a time (the synchronous
+    assignment, and an order its batch could not place) as `nearest`. The driver id breaks any
+    remaining tie, so that ranking is deterministic."""
     if strategy == "rating":
         return sorted(candidates, key=lambda c: (-(c.rating or 0.0), c.distance_m, c.driver_id))
     if strategy == "eta":
@@ -42,4 +43,4 @@ def rank(strategy: str, candidates: list[Candidate], default_speed_mps: float) -
 
 def needs_profiles(strategy: str) -> bool:
     """Whether ranking needs the drivers' ratings and speeds (one more read)."""
-    return strategy != "nearest"
+    return strategy in ("rating", "eta")

@@ -89,7 +89,15 @@ class Dispatcher:
         Marking the order SEARCHING and the first, smallest search are one round trip; the
         radius widens from there, up to the order's own widest radius when it has one.
         """
-        begun = parse_begun(
+        begun = await self.begin(city, order_id, entry_id)
+        if begun.status != "SEARCHING":
+            return Outcome(begun.status)
+        return await self.search(city, order_id, entry_id, begun, once=once)
+
+    async def begin(self, city: str, order_id: str, entry_id: str = "") -> Begun:
+        """Mark the order SEARCHING (when it was QUEUED) and run its first search; an order
+        past searching is settled (its entry acknowledged) and its status returned."""
+        return parse_begun(
             await self.scripts.order_begin(
                 keys=[
                     keys.order(city, order_id),
@@ -111,12 +119,20 @@ class Dispatcher:
                 ],
             )
         )
-        if begun.status != "SEARCHING":
-            return Outcome(begun.status)
+
+    def radii(self, begun: Begun) -> list[float]:
+        """The search steps of an order: the configured ones, up to its own widest radius."""
         radii = self.settings.search_radii_m
         if begun.widest_m:
             radii = [r for r in radii if r < begun.widest_m] + [begun.widest_m]
-        for i, radius in enumerate(radii):
+        return radii
+
+    async def search(
+        self, city: str, order_id: str, entry_id: str, begun: Begun, *, once: bool = False
+    ) -> Outcome:
+        """One order on its own (greedy): widen the search from `begun`'s first hits until a
+        ranked candidate is reserved, or schedule a retry (end the order, when `once`)."""
+        for i, radius in enumerate(self.radii(begun)):
             found = (
                 begun.found
                 if i == 0
@@ -125,9 +141,9 @@ class Dispatcher:
             if not found:
                 continue
             if needs_profiles(begun.strategy):
-                found = await self._with_profiles(city, found)
+                found = await self.with_profiles(city, found)
             ranked = rank(begun.strategy, found, self.settings.city_speed_mps[city])
-            outcome = await self._reserve(city, order_id, entry_id, ranked)
+            outcome = await self.reserve(city, order_id, entry_id, ranked)
             if outcome is not None:
                 return outcome
         return await self._retry_later(city, order_id, entry_id, give_up=once)
@@ -137,7 +153,7 @@ class Dispatcher:
         acknowledging its entry in the same step."""
         return await self._retry_later(city, order_id, entry_id, give_up=True, reason=reason)
 
-    async def _with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
+    async def with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
         """The candidates with their ratings and recent speeds, read in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in found:
@@ -148,7 +164,7 @@ class Dispatcher:
             for c, (rating, speed) in zip(found, profiles, strict=True)
         ]
 
-    async def _reserve(
+    async def reserve(
         self, city: str, order_id: str, entry_id: str, ranked: list[Candidate]
     ) -> Outcome | None:
         """Have the best eligible candidate offered the order; None when none was eligible."""

@@ -5,20 +5,31 @@ At-least-once: an entry is acknowledged by the same Lua step that settles its or
 process held are reclaimed by the runner once idle, and orders waiting for a driver sit in a retry
 set under a lease, so nothing a crashed dispatcher held is lost. Offer deadlines live in a sorted
 set that every dispatcher sweeps; a lapsed offer sends its order back onto the request stream.
+
+Orders of strategy `batch` are collected per city for the batch window (or until
+`batch_trigger_orders` wait) and then assigned together (`rideflow.dispatch.batching`). A
+collected order is SEARCHING and its entry stays unacknowledged (its claim renewed, as for work
+in hand) until the step that offers it or schedules its retry: a dispatcher killed with orders
+collected leaves them to be reclaimed like any other entry, and a retried order's lease in the
+retry set runs out the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from rideflow.config import Settings
+from rideflow.dispatch.batching import BatchMatcher, Waiting
 from rideflow.dispatch.offers import Answer
+from rideflow.dispatch.service import Outcome
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 from rideflow.redis.streams import Entry
@@ -78,6 +89,12 @@ class DispatcherWorker(Handler):
         )
         self.runner = Runner(self.redis, self, burst=burst)
         self.consumer = self.runner.consumer
+        self.batcher = BatchMatcher(self.dispatcher, settings)
+        # Per city: the orders collected for its next batch, by order id; set when the batch
+        # should not wait for its window any longer; held while a batch is solved.
+        self.waiting: dict[str, dict[str, Waiting]] = {c: {} for c in cities}
+        self.full = {c: asyncio.Event() for c in cities}
+        self.solving = {c: asyncio.Lock() for c in cities}
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         """Work until `stop` is set (or idle, in burst mode), then finish queued orders within
@@ -86,7 +103,7 @@ class DispatcherWorker(Handler):
 
     async def start(self, runner: Runner) -> None:
         for city in self.cities:
-            for loop in (self._retries, self._sweep, self._housekeeping):
+            for loop in (self._retries, self._sweep, self._housekeeping, self._batches):
                 runner.spawn(_bound(loop, city), f"{loop.__name__}:{city}")
         log.info(
             "dispatcher %s: cities %s, %d workers", self.consumer, self.cities, self.concurrency
@@ -97,18 +114,109 @@ class DispatcherWorker(Handler):
             order_id = keys.order_in(entry.fields)
             if not order_id:
                 raise Poison("stream entry names no order")
-            outcome = await self.dispatcher.handle(self.city_of[entry.stream], order_id, entry.id)
-            self.counts[outcome.status] += 1
-            if outcome.driver is not None:
-                log.info(
-                    "Worker %d → Driver %s assigned (order %s, %.0f m, offered)",
-                    WORKER.get(),
-                    outcome.driver.driver_id,
-                    order_id,
-                    outcome.driver.distance_m,
-                )
+            city = self.city_of[entry.stream]
+            begun = await self.dispatcher.begin(city, order_id, entry.id)
+            if begun.status != "SEARCHING":
+                self.counts[begun.status] += 1
+                continue
+            waiting = self.waiting[city]
+            if begun.strategy == "batch":
+                if order_id not in waiting:
+                    waiting[order_id] = Waiting(order_id, entry.id, begun)
+                    if len(waiting) >= self.settings.batch_trigger_orders:
+                        self.full[city].set()
+                    continue
+                if not entry.id:
+                    continue  # its retry lease ran out while collected: the batch settles it
+            # Greedy, and the rare second stream entry of an order already collected: that one
+            # is settled (and its entry acknowledged) by whichever step comes first.
+            outcome = await self.dispatcher.search(city, order_id, entry.id, begun)
+            self.counted(order_id, outcome)
+
+    def counted(self, order_id: str, outcome: Outcome, how: str = "assigned") -> None:
+        """Count an outcome and log an offer."""
+        self.counts[outcome.status] += 1
+        if outcome.driver is not None:
+            log.info(
+                "Worker %d → Driver %s %s (order %s, %.0f m, offered)",
+                WORKER.get(),
+                outcome.driver.driver_id,
+                how,
+                order_id,
+                outcome.driver.distance_m,
+            )
+
+    def holding(self) -> Iterable[tuple[str, str]]:
+        """Collected orders' entries: their claims are renewed until their batch settles them."""
+        for city, waiting in self.waiting.items():
+            stream = keys.requests(city)
+            for w in waiting.values():
+                if w.entry_id:
+                    yield stream, w.entry_id
+
+    async def _batches(self, city: str) -> None:
+        """Solve the city's batch when its oldest order has waited the window, or as soon as
+        `batch_trigger_orders` wait."""
+        window = self.settings.batch_window_s
+        waiting, full = self.waiting[city], self.full[city]
+        while self.runner.live:
+            if waiting:
+                oldest = min(w.since for w in waiting.values())
+                left = oldest + window - time.monotonic()
+            else:
+                left = window
+            if left > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await full.wait()
+                if not full.is_set() and not (
+                    waiting and min(w.since for w in waiting.values()) + window <= time.monotonic()
+                ):
+                    continue
+            await self.solve(city)
+
+    async def solve(self, city: str) -> None:
+        """Assign every order collected for the city now, in one batch."""
+        async with self.solving[city]:
+            self.full[city].clear()
+            waiting = self.waiting[city]
+            if not waiting:
+                return
+            orders = list(waiting.values())
+            try:
+                solved = await self.batcher.run(city, orders)
+            finally:
+                # Settled by the batch, or (on an error) left to be reclaimed: an unsettled
+                # entry is redelivered after the claim timeout, a retried order's lease lapses.
+                for w in orders:
+                    if waiting.get(w.order_id) is w:
+                        del waiting[w.order_id]
+            self.counts["batches"] += 1
+            self.counts["batch_placed"] += solved.placed
+            self.counts["batch_greedy"] += solved.greedy
+            for w, outcome in solved.outcomes:
+                self.counted(w.order_id, outcome, "assigned by batch")
+            log.info(
+                "batch of %d orders in %s: %d placed, %d greedy, solved in %s ms",
+                len(orders),
+                city,
+                solved.placed,
+                solved.greedy,
+                ", ".join(f"{ms:.1f}" for ms in solved.solves_ms),
+            )
+
+    async def drain(self) -> None:
+        """Stopping: solve what is collected now rather than leave it to the claim timeout."""
+        for city in self.cities:
+            try:
+                async with asyncio.timeout(self.grace_s):
+                    await self.solve(city)
+            except (TimeoutError, RedisError) as exc:
+                log.warning("batch of %s left to be reclaimed: %r", city, exc)
 
     async def idle(self) -> bool:
+        if any(self.waiting.values()) or any(lock.locked() for lock in self.solving.values()):
+            return False
         seconds, micros = await self.redis.time()
         now_ms = seconds * 1000 + micros // 1000
         async with self.redis.pipeline(transaction=False) as pipe:
