@@ -9,9 +9,9 @@ This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
-JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, and what they share in
-`harness.py`. Every request to a RideFlow process carries an access token
-(`harness.auth_headers`), signed with the secret the processes are given.
+JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (batch vs greedy) in
+`batch_bench.py`, and what they share in `harness.py`. Every request to a RideFlow process carries
+an access token (`harness.auth_headers`), signed with the secret the processes are given.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import uvloop
 from redis.asyncio import Redis
 
 from bench import (
+    batch_bench,
     contest_figure,
     dispatch_bench,
     jobs_bench,
@@ -269,6 +270,24 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "17. the same sockets on a bare Starlette endpoint, same uvicorn (information)",
             "-",
         ),
+    ),
+    "batch": (
+        Target(
+            "batch_tight",
+            "18. mean pickup distance, batch vs greedy, supply 1.1x demand",
+            "batch >= 15 % shorter",
+        ),
+        Target(
+            "batch_loose",
+            "18. the same at 2x supply",
+            "batch no worse than greedy by more than 2 %",
+        ),
+        Target(
+            "batch_ttfo",
+            "18. time to first offer with batch (window 1 s)",
+            "p95 <= window + 100 ms",
+        ),
+        Target("batch_solve", "18. one batch solved, at the cap", "<= 50 ms"),
     ),
 }
 
@@ -608,6 +627,9 @@ async def run_figures(
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)
     if "jwt" in only:
         figures["jwt"] = await measure("jwt", jwt_bench.figure_jwt(procs), procs)
+    if "batch" in only:
+        await flush(url)
+        figures["batch"] = await measure("batch", batch_bench.figure_batch(procs, url), procs)
     return {name: figures[name] for name in TARGETS if name in figures}
 
 
@@ -768,6 +790,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         nearest_bench.nearest_note(),
         jwt_bench.jwt_note(),
         ws_bench.ws_note(),
+        batch_bench.batch_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

@@ -232,6 +232,8 @@ async def test_each_strategy_picks_what_it_promises(
         assert (await ride_with("rating"))["driver"]["id"] == "r5"
         eta = await ride_with("eta")
         assert eta["driver"]["id"] == "fast" and eta["strategy"] == "eta"
+        batch = await ride_with("batch")  # alone in its batch: the least pickup distance
+        assert batch["driver"]["id"] == "n1" and batch["strategy"] == "batch"
         default = await ride_with(None)
         assert default["driver"]["id"] == "n1" and default["strategy"] == "nearest"
         r = await c.post(
@@ -244,3 +246,29 @@ async def test_each_strategy_picks_what_it_promises(
             },
         )
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "strategy"
+
+
+async def test_a_batch_minimising_eta_picks_the_quickest_to_the_pickup(
+    settings: Settings, workers: Workers
+) -> None:
+    settings = settings.model_copy(update={"batch_cost": "eta", "batch_window_s": 0.2})
+    workers.dispatcher(settings)
+    async with api_client(settings) as c:
+        for driver, north_m, speed in (("slow", 200, 1.5), ("fast", 900, 15.0)):
+            await add_driver(c, driver, offset(*BLR, north_m=north_m))
+            at = offset(*BLR, north_m=north_m)
+            body = {"lat": at[0], "lng": at[1], "speed_mps": speed}
+            assert (await c.put(f"/v1/drivers/{driver}/location", json=body)).status_code == 204
+        r = await c.post(
+            "/v1/rides",
+            json={
+                "rider_id": "r-1",
+                "strategy": "batch",
+                "pickup": {"lat": BLR[0], "lng": BLR[1]},
+                "dropoff": {"lat": 13.0, "lng": 77.6},
+            },
+        )
+        assert r.status_code == 202, r.text
+        ride = await wait_for_status(c, r.json()["ride_id"], {"OFFERED"})
+        # 900 m at 15 m/s (60 s) beats 200 m at 1.5 m/s (133 s).
+        assert ride["driver"]["id"] == "fast" and ride["strategy"] == "batch"

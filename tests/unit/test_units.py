@@ -61,6 +61,7 @@ def test_rank_eta_uses_each_drivers_speed_or_the_citys() -> None:
         Candidate("unknown", 700),
     ]  # city speed, 140 s
     assert ids(rank("eta", found, 5.0)) == ["fast", "parked", "unknown", "slow"]
+    assert ids(rank("batch", found, 5.0)) == ids(rank("nearest", found, 5.0))
     assert eta_s(found[1], 5.0) == 100
 
 
