@@ -251,7 +251,9 @@ async def test_each_strategy_picks_what_it_promises(
 async def test_a_batch_minimising_eta_picks_the_quickest_to_the_pickup(
     settings: Settings, workers: Workers
 ) -> None:
-    settings = settings.model_copy(update={"batch_cost": "eta", "batch_window_s": 0.2})
+    settings = settings.model_copy(
+        update={"batch_cost": "eta", "batch_window_s": 10.0, "batch_trigger_orders": 2}
+    )
     workers.dispatcher(settings)
     async with api_client(settings) as c:
         for driver, north_m, speed in (("slow", 200, 1.5), ("fast", 900, 15.0)):
@@ -259,16 +261,25 @@ async def test_a_batch_minimising_eta_picks_the_quickest_to_the_pickup(
             at = offset(*BLR, north_m=north_m)
             body = {"lat": at[0], "lng": at[1], "speed_mps": speed}
             assert (await c.put(f"/v1/drivers/{driver}/location", json=body)).status_code == 204
-        r = await c.post(
-            "/v1/rides",
-            json={
-                "rider_id": "r-1",
-                "strategy": "batch",
-                "pickup": {"lat": BLR[0], "lng": BLR[1]},
-                "dropoff": {"lat": 13.0, "lng": 77.6},
-            },
-        )
-        assert r.status_code == 202, r.text
-        ride = await wait_for_status(c, r.json()["ride_id"], {"OFFERED"})
-        # 900 m at 15 m/s (60 s) beats 200 m at 1.5 m/s (133 s).
-        assert ride["driver"]["id"] == "fast" and ride["strategy"] == "batch"
+
+        async def ride(rider: str, at: tuple[float, float]) -> str:
+            r = await c.post(
+                "/v1/rides",
+                json={
+                    "rider_id": rider,
+                    "strategy": "batch",
+                    "pickup": {"lat": at[0], "lng": at[1]},
+                    "dropoff": {"lat": 13.0, "lng": 77.6},
+                },
+            )
+            assert r.status_code == 202, r.text
+            return str(r.json()["ride_id"])
+
+        a, b = await ride("r-a", BLR), await ride("r-b", offset(*BLR, north_m=2000))
+        got_a = await wait_for_status(c, a, {"OFFERED"})
+        got_b = await wait_for_status(c, b, {"OFFERED"})
+        # ETAs: a-slow 133 s + b-fast 73 s beats a-fast 60 s + b-slow 1,200 s.
+        assert (got_a["driver"]["id"], got_b["driver"]["id"]) == ("slow", "fast")
+        # Each order's own distance to its driver, though both were near the same drivers.
+        assert 190 < got_a["pickup_distance_m"] < 210
+        assert 1090 < got_b["pickup_distance_m"] < 1110

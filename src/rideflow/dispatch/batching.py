@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from rideflow.config import Settings
@@ -148,5 +148,19 @@ class BatchMatcher:
                     todo.append(i)
             step += 1
         if self.settings.batch_cost == "eta":
-            found = [await self.dispatcher.with_profiles(city, hits) for hits in found]
+            # Each driver's profile once, in one round trip, however many orders they are near.
+            unique = {c.driver_id: c for hits in found for c in hits}
+            known = {
+                c.driver_id: c
+                for c in await self.dispatcher.with_profiles(city, list(unique.values()))
+            }
+            found = [
+                [
+                    replace(
+                        c, rating=known[c.driver_id].rating, speed_mps=known[c.driver_id].speed_mps
+                    )
+                    for c in hits
+                ]
+                for hits in found
+            ]
         return found
