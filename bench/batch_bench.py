@@ -34,6 +34,7 @@ from bench.harness import (
     SEED,
     Figure,
     Processes,
+    audit_city,
     offset,
     say,
     services,
@@ -197,6 +198,7 @@ async def one_run(
             await answering
         views = [await svc.orders.ride(r) for r in rides]
         procs.stop(dispatcher)
+        breaches = await audit_city(svc.redis)
     log = dispatcher.output()
     pickups, ttfo = [], []
     for v in views:
@@ -220,6 +222,7 @@ async def one_run(
         "batches": len(solves),
         "largest_batch": max((n for n, _ in solves), default=0),
         "solve_ms_max": max((max(ms) for _, ms in solves if ms), default=0.0),
+        "audit": breaches,
     }
 
 
@@ -337,10 +340,12 @@ async def figure_batch(procs: Processes, redis_url: str) -> Figure:
     chart(runs)
     figure = Figure(raw={"runs": runs, "solve_at_sizes": solves, "chart": str(CHART)})
     link = f" ([chart]({CHART.relative_to(ROOT / 'bench').as_posix()}))"
+    breaches = sum(len(r["audit"]) for r in runs)
+    audited = "audit clean after every run" if not breaches else f"{breaches} audit breaches"
     g, b, saved, seeds = compare(runs, SUPPLY[0])
     figure.cells["batch_tight"] = (
-        f"greedy {g:,.0f} m, batch {b:,.0f} m: {saved:.1%} shorter ({seeds}){link}",
-        saved >= TARGET_SHORTER,
+        f"greedy {g:,.0f} m, batch {b:,.0f} m: {saved:.1%} shorter ({seeds}; {audited}){link}",
+        saved >= TARGET_SHORTER and not breaches,
     )
     g, b, saved, seeds = compare(runs, SUPPLY[1])
     figure.cells["batch_loose"] = (
@@ -388,7 +393,8 @@ def batch_note() -> str:
         f" Pickup distance is the order's `pickup_distance_m` (driver to pickup, at offer time)"
         f" over the accepted orders, pooled over the seeds; time to first offer is QUEUED ->"
         f" OFFERED on the Redis clock over every batch order offered, {SETTLE_S:g} s after the"
-        f" last order. The solve at the cap: `rideflow.dispatch.batch.assign` (matrix built and"
+        f" last order; `rideflow audit` of the city (in process) after each run must be clean."
+        f" The solve at the cap: `rideflow.dispatch.batch.assign` (matrix built and"
         f" solved) timed in this process on {SOLVE_REPS} random batches per size, the orders"
         f" and 1.1x or 2x as many drivers uniform over one 10 km zone, K = 10; the verdict is on"
         f" the p95 at the cap (the worse of the two supplies), the max is shown beside it (one"
