@@ -40,6 +40,7 @@ import uvloop
 from redis.asyncio import Redis
 
 from bench import (
+    charts,
     contest_figure,
     dispatch_bench,
     jobs_bench,
@@ -373,7 +374,9 @@ async def figure_rides(procs: Processes, redis_url: str) -> Figure:
     finally:
         procs.stop(baseline)
         procs.stop(api)
-    return rides_figure(ours, theirs, steady)
+    figure = rides_figure(ours, theirs, steady)
+    figure.samples["1. POST /v1/rides at 1,500 req/s (client)"] = steady.latencies_ms
+    return figure
 
 
 def rides_figure(ours: list[LoadResult], theirs: list[LoadResult], steady: LoadResult) -> Figure:
@@ -798,6 +801,7 @@ def write_report(
         "",
         *table(figures),
         "",
+        *charts.chart_lines(charts.CHARTS, RESULTS_MD.parent),
         *method_notes(figures),
         "",
     ]
@@ -849,6 +853,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS_JSON.write_text(json.dumps(report, indent=2) + "\n")
     say("\n".join(["", *table(figures), "", f"total {extra['total_s']:.0f} s"]))
     if only == set(TARGETS):
+        samples = {k: v for f in figures.values() for k, v in f.samples.items()}
+        if charts.write_latency_chart(samples):
+            say(f"wrote {charts.LATENCY_PNG.relative_to(ROOT)}")
         write_report(figures, info, when, extra)
         say(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)}")
     return 0  # a target not met is a result, reported above, not a failure of the run
