@@ -88,7 +88,6 @@ class Settings(BaseSettings):
         description="Keep city event streams until the recorder has them (off: capped, no record)",
     )
     recorder_batch: int = Field(default=1_000, gt=0, description="Most entries per transaction")
-    recorder_flush_ms: int = Field(default=100, gt=0, description="Most wait to fill a batch")
     recorder_backlog_warn: int = Field(
         default=200_000, gt=0, description="Unrecorded entries past which /readyz says so"
     )
@@ -359,7 +358,7 @@ class Settings(BaseSettings):
         return {c.code: c.speed_kmh / 3.6 for c in self.cities}
 
     @property
-    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    def trusted_networks(self) -> list[Network]:
         """The trusted proxies, parsed."""
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
@@ -370,3 +369,7 @@ RENAMED_VARIABLES = {"RIDEFLOW_RIDE_RETENTION_S": "order_retention_s"}
 
 def _env_name(field: str) -> str:
     return f"RIDEFLOW_{field.upper()}"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+"""A trusted proxy's network."""
