@@ -31,7 +31,7 @@ from rideflow.realtime.protocol import (
     parse_fix,
 )
 from rideflow.realtime.session import Session, ping
-from rideflow.realtime.snapshot import driver_snapshot
+from rideflow.realtime.snapshot import OpenOrders, driver_snapshot
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 
@@ -67,6 +67,7 @@ class Hub:
         self.by_order: dict[str, set[Session]] = defaultdict(set)
         self.by_city: dict[str, set[Session]] = defaultdict(set)
         self.snapshots: dict[str, set[Session]] = defaultdict(set)
+        self.open_orders = OpenOrders()
         """Admin sockets that asked for the city's driver snapshot (the dashboard's map)."""
         self.reader: Redis | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -269,6 +270,8 @@ class Hub:
         order_id = fields.get("order", "")
         followers = self.by_order.get(order_id)
         watchers = self.by_city.get(city)
+        if city in self.snapshots:
+            self.open_orders.saw(city, fields)
         driver = fields.get("driver") or ""
         drivers = self.by_driver.get(driver) if driver else None
         if not (followers or watchers or drivers):
@@ -406,6 +409,9 @@ class Hub:
         """The city's driver snapshot to `sessions` (one read, however many sockets)."""
         try:
             data = await driver_snapshot(self.redis, city, self.settings.stale_ms)
+            area = next(c for c in self.settings.cities if c.code == city)
+            data["orders"] = self.open_orders.of(city)
+            data["area"] = {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}
         except RedisError as exc:
             log.warning("driver snapshot of %s failed: %s", city, exc)
             return

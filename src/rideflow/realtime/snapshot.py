@@ -57,3 +57,38 @@ async def driver_snapshot(redis: Redis, city: str, stale_ms: int) -> dict[str, A
         "unavailable": counts[UNAVAILABLE],
         "drivers": drivers,
     }
+
+
+FINAL = frozenset({"COMPLETED", "DELIVERED", "CANCELLED", "NO_DRIVER_FOUND"})
+MAX_OPEN = 20_000
+"""Open orders remembered per city; past it the oldest are forgotten (a map, not a record)."""
+
+
+class OpenOrders:
+    """The city's open orders and their pickups, as this process saw them queued on the city's
+    event stream (orders queued before it started reading are not on the map)."""
+
+    def __init__(self) -> None:
+        self.by_city: dict[str, dict[str, list[Any]]] = {}
+
+    def saw(self, city: str, fields: dict[str, str]) -> None:
+        """One event of the city's stream."""
+        order_id, status = fields.get("order", ""), fields.get("status", "")
+        orders = self.by_city.setdefault(city, {})
+        if status in FINAL:
+            orders.pop(order_id, None)
+            return
+        known = orders.get(order_id)
+        if known is not None:
+            known[3] = status
+            return
+        lat, _, lng = fields.get("pickup", "").partition(",")
+        if status != "QUEUED" or not lat or not lng:
+            return
+        if len(orders) >= MAX_OPEN:
+            orders.pop(next(iter(orders)))
+        orders[order_id] = [order_id, round(float(lat), DIGITS), round(float(lng), DIGITS), status]
+
+    def of(self, city: str) -> list[list[Any]]:
+        """`[order id, pickup lat, pickup lng, status]` of the city's open orders."""
+        return list(self.by_city.get(city, {}).values())
