@@ -42,6 +42,7 @@ from redis.asyncio import Redis
 from bench import (
     charts,
     contest_figure,
+    dashboard_bench,
     dispatch_bench,
     jobs_bench,
     jobs_peer,
@@ -246,6 +247,13 @@ TARGETS: dict[str, tuple[Target, ...]] = {
         ),
         Target(
             "jwt_verify", "16. one `AccessTokens.verify` (HS256), in process", "median <= 0.1 ms"
+        ),
+    ),
+    "dashboard": (
+        Target(
+            "dashboard_render",
+            "18. dashboard first render, 5,000 drivers, headless Chromium",
+            "<= 1 s",
         ),
     ),
     "ws": (
@@ -611,6 +619,11 @@ async def run_figures(
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)
     if "jwt" in only:
         figures["jwt"] = await measure("jwt", jwt_bench.figure_jwt(procs), procs)
+    if "dashboard" in only:
+        await flush(url)
+        figures["dashboard"] = await measure(
+            "dashboard", dashboard_bench.figure_dashboard(procs, url, tmp), procs
+        )
     return {name: figures[name] for name in TARGETS if name in figures}
 
 
@@ -771,6 +784,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         nearest_bench.nearest_note(),
         jwt_bench.jwt_note(),
         ws_bench.ws_note(),
+        dashboard_bench.dashboard_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

@@ -227,6 +227,12 @@ class Settings(BaseSettings):
     ws_counts_every_s: float = Field(
         default=5.0, gt=0, description="WebSocket: driver counts on an admin's city feed, every"
     )
+    ws_snapshot_every_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="WebSocket: the driver snapshot (positions and states) on an admin's city "
+        "feed that asked for it (the dashboard's map), every",
+    )
     ws_compression: bool = Field(
         default=False,
         description="WebSocket: permessage-deflate when a client offers it. Off by default: its "
