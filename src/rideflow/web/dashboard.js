@@ -357,7 +357,8 @@ async function runRace() {
 
 // -- API explorer ---------------------------------------------------------------------------------
 function demoAssign() {
-  const s = demoSpot();
+  // At the city's centre, where a city's drivers are (the race's demo spot is kept empty).
+  const s = state.area || { lat: 12.9716, lng: 77.5946 };
   return { order_id: `ORD_${Math.floor(Math.random() * 1e6)}`, restaurant_id: "RST_441", location: { lat: +s.lat.toFixed(5), lng: +s.lng.toFixed(5) }, strategy: "nearest", radius_km: 5, timeout_sec: 30 };
 }
 $("explorer-send").addEventListener("click", async () => {
