@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint typecheck format check system clean
+.PHONY: run demo test test-fast bench lint typecheck format check system clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "RideFlow needs Python 3.11 or newer" >&2; exit 1; }
@@ -23,6 +23,11 @@ system:
 ## run: start a managed Redis (unless RIDEFLOW_REDIS_URL is set), the API on :8000, a dispatcher
 run: $(STAMP) system
 	$(BIN)/rideflow up
+
+## demo: `rideflow up` plus a city simulation against it (scripts/demo.sh); prints the
+## dashboard's address and a demo ADMIN's login, opens nothing
+demo: $(STAMP) system
+	@scripts/demo.sh
 
 ## test: the test suite, against throwaway redis-servers it starts itself: pure logic, the Lua
 ## scripts' contracts, scenarios with the app and workers in-process, then real processes (e2e).

@@ -1,4 +1,4 @@
-"""Figure 18 (issue 11): batch matching against greedy nearest-first, same seed, same demand, side
+"""Figure 19 (issue 11): batch matching against greedy nearest-first, same seed, same demand, side
 by side, and one batch solved at the cap.
 
 A peak in a city, replayed in real time against a real `rideflow dispatcher` process: orders
@@ -26,6 +26,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench import charts
 from bench.harness import (
     CENTRE,
     CITY,
@@ -66,7 +67,7 @@ TARGET_SOLVE_MS = 50.0
 CAP = 500  # Settings.batch_zone_cap's default, measured here
 CAP_SIZES = (100, 250, 500, 1000)
 SOLVE_REPS = 30
-CHART = ROOT / "bench" / "charts" / "batch_vs_greedy.png"
+CHART = charts.PICKUP_PNG
 BATCH_LINE = re.compile(
     r"batch of (\d+) orders in \w+: (\d+) placed, (\d+) greedy, solved in (.*) ms"
 )
@@ -266,36 +267,20 @@ def solve_times() -> dict[str, dict[str, float]]:
 
 
 def chart(runs: list[dict[str, Any]]) -> None:
-    """Pickup distances, greedy vs batch, one panel per supply ratio (ECDF over every seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(SUPPLY), figsize=(9, 3.4), dpi=80, sharey=True)
-    for ax, supply in zip(axes, SUPPLY, strict=True):
-        for strategy, colour in (("nearest", "tab:red"), ("batch", "tab:blue")):
-            values = sorted(
+    """Pickup distances, greedy vs batch, one panel per supply ratio, pooled over the seeds."""
+    panels = {
+        f"supply {supply:g}x demand": {
+            label: [
                 p
                 for r in runs
                 if r["supply"] == supply and r["strategy"] == strategy
                 for p in r["pickups_m"]
-            )
-            if not values:
-                continue
-            ys = [(i + 1) / len(values) for i in range(len(values))]
-            mean = statistics.fmean(values)
-            label = f"{'greedy' if strategy == 'nearest' else 'batch'} (mean {mean:,.0f} m)"
-            ax.step([v / 1000 for v in values], ys, where="post", color=colour, label=label)
-        ax.set_title(f"supply {supply:g}x demand")
-        ax.set_xlabel("pickup distance, km")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-    axes[0].set_ylabel("share of accepted orders")
-    fig.tight_layout()
-    CHART.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(CHART)
-    plt.close(fig)
+            ]
+            for strategy, label in (("nearest", "greedy"), ("batch", "batch"))
+        }
+        for supply in SUPPLY
+    }
+    charts.write_pickup_chart(panels, CHART)
 
 
 def compare(runs: list[dict[str, Any]], supply: float) -> tuple[float, float, float, str]:
@@ -377,7 +362,7 @@ async def figure_batch(procs: Processes, redis_url: str) -> Figure:
 
 def batch_note() -> str:
     return (
-        f"18. **Batch vs greedy.** A peak replayed in real time against one `rideflow"
+        f"19. **Batch vs greedy.** A peak replayed in real time against one `rideflow"
         f" dispatcher --concurrency {DISPATCH_CONCURRENCY}` process on a flushed Redis, once"
         f" with the city's strategy `nearest` (greedy) and once with `batch` (window"
         f" {WINDOW_S:g} s, the other batch settings at their defaults: K = 10 nearest drivers"

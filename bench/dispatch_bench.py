@@ -171,7 +171,11 @@ async def figure_dispatch(procs: Processes, svc: Services, redis_url: str) -> Fi
         "replay": verdict_text(replayed),
         **checks,
     }
-    return dispatch_figure(raw, len(done))
+    figure = dispatch_figure(raw, len(done))
+    figure.samples["2. dequeue -> OFFERED (Redis time)"] = [
+        (int(r[4]) - int(r[3])) / 1000 for _rid, r in done
+    ]
+    return figure
 
 
 def write_rides_csv(ride_ids: list[str], names: list[str], rows: list[list[Any]]) -> None:

@@ -88,6 +88,8 @@ class Figure:
 
     cells: dict[str, tuple[str, bool | None]] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    """Latency samples in ms by what they measure, for the charts (not in results.json)."""
 
 
 class SetupError(RuntimeError):

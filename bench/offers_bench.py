@@ -186,7 +186,9 @@ async def figure_assign(procs: Processes, svc: Services, redis_url: str) -> Figu
         "audit_breaches": len(breaches),
         "cancelled_after": cancelled,
     }
-    return assign_figure(raw, result.sent, result.dropped)
+    figure = assign_figure(raw, result.sent, result.dropped)
+    figure.samples["5. POST /v1/delivery/assign (latency_ms)"] = list(server_ms)
+    return figure
 
 
 def assign_figure(raw: dict[str, Any], sent: int, dropped: int) -> Figure:
@@ -397,6 +399,7 @@ async def figure_reject_next(procs: Processes, svc: Services, redis_url: str) ->
         "replay": verdict_text(replayed),
     }
     figure = Figure(raw=raw)
+    figure.samples["6. reject -> next OFFERED (Redis time)"] = list(gaps)
     complete = outcome["done"] == REJECT_RIDES and len(gaps) == REJECT_RIDES
     others = {k: v for k, v in outcome.items() if k != "done"}
     figure.cells["reject_p99"] = (

@@ -9,9 +9,10 @@ This module holds figures 1 (`POST /v1/rides`) and 4 (the rate-limit check), the
 report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`, 8 in
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
-JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (batch vs greedy) in
-`batch_bench.py`, and what they share in `harness.py`. Every request to a RideFlow process carries
-an access token (`harness.auth_headers`), signed with the secret the processes are given.
+JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
+first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, the charts in
+`charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
+access token (`harness.auth_headers`), signed with the secret the processes are given.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from redis.asyncio import Redis
 
 from bench import (
     batch_bench,
+    charts,
     contest_figure,
+    dashboard_bench,
     dispatch_bench,
     jobs_bench,
     jobs_peer,
@@ -248,6 +251,13 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "jwt_verify", "16. one `AccessTokens.verify` (HS256), in process", "median <= 0.1 ms"
         ),
     ),
+    "dashboard": (
+        Target(
+            "dashboard_render",
+            "18. dashboard first render, 5,000 drivers, headless Chromium",
+            "<= 1 s",
+        ),
+    ),
     "ws": (
         Target(
             "ws_sockets",
@@ -274,20 +284,20 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "batch": (
         Target(
             "batch_tight",
-            "18. mean pickup distance, batch vs greedy, supply 1.1x demand",
+            "19. mean pickup distance, batch vs greedy, supply 1.1x demand",
             "batch >= 15 % shorter",
         ),
         Target(
             "batch_loose",
-            "18. the same at 2x supply",
+            "19. the same at 2x supply",
             "batch no worse than greedy by more than 2 %",
         ),
         Target(
             "batch_ttfo",
-            "18. time to first offer with batch (window 1 s)",
+            "19. time to first offer with batch (window 1 s)",
             "p95 <= window + 100 ms",
         ),
-        Target("batch_solve", "18. one batch solved, at the cap", "<= 50 ms"),
+        Target("batch_solve", "19. one batch solved, at the cap", "<= 50 ms"),
     ),
 }
 
@@ -392,7 +402,9 @@ async def figure_rides(procs: Processes, redis_url: str) -> Figure:
     finally:
         procs.stop(baseline)
         procs.stop(api)
-    return rides_figure(ours, theirs, steady)
+    figure = rides_figure(ours, theirs, steady)
+    figure.samples["1. POST /v1/rides at 1,500 req/s (client)"] = steady.latencies_ms
+    return figure
 
 
 def rides_figure(ours: list[LoadResult], theirs: list[LoadResult], steady: LoadResult) -> Figure:
@@ -627,6 +639,11 @@ async def run_figures(
         figures["nearest"] = await measure("nearest", nearest_bench.figure_nearest(url), procs)
     if "jwt" in only:
         figures["jwt"] = await measure("jwt", jwt_bench.figure_jwt(procs), procs)
+    if "dashboard" in only:
+        await flush(url)
+        figures["dashboard"] = await measure(
+            "dashboard", dashboard_bench.figure_dashboard(procs, url, tmp), procs
+        )
     if "batch" in only:
         await flush(url)
         figures["batch"] = await measure("batch", batch_bench.figure_batch(procs, url), procs)
@@ -790,6 +807,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         nearest_bench.nearest_note(),
         jwt_bench.jwt_note(),
         ws_bench.ws_note(),
+        dashboard_bench.dashboard_note(),
         batch_bench.batch_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
@@ -821,6 +839,7 @@ def write_report(
         "",
         *table(figures),
         "",
+        *charts.chart_lines(charts.CHARTS, RESULTS_MD.parent),
         *method_notes(figures),
         "",
     ]
@@ -872,6 +891,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS_JSON.write_text(json.dumps(report, indent=2) + "\n")
     say("\n".join(["", *table(figures), "", f"total {extra['total_s']:.0f} s"]))
     if only == set(TARGETS):
+        samples = {k: v for f in figures.values() for k, v in f.samples.items()}
+        if charts.write_latency_chart(samples):
+            say(f"wrote {charts.LATENCY_PNG.relative_to(ROOT)}")
         write_report(figures, info, when, extra)
         say(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)}")
     return 0  # a target not met is a result, reported above, not a failure of the run

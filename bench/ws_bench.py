@@ -342,6 +342,8 @@ async def _figure(procs: Processes, redis_url: str) -> Figure:
         "bare_per_socket_kib": round(bare, 1),
     }
     figure.cells = verdicts(figure.raw, count)
+    figure.samples["17. offer push, 10,000 sockets"] = push
+    figure.samples["17. offer.accept -> ACCEPTED"] = accept
     return figure
 
 

@@ -227,6 +227,111 @@ def check() -> None:
     typer.echo("ok")
 
 
+@cli.command()
+def simulate(
+    base_url: Annotated[str, typer.Option(help="The running RideFlow's address")] = (
+        "http://127.0.0.1:8000"
+    ),
+    city: Annotated[str | None, typer.Option(help="City code; the first configured")] = None,
+    drivers: Annotated[int, typer.Option(min=1, help="Drivers (each a DRIVER account)")] = 50,
+    customers: Annotated[
+        int, typer.Option(min=0, help="Customer accounts; 0: one per two drivers, at least 5")
+    ] = 0,
+    rate: Annotated[float, typer.Option(min=0, help="Orders per minute, on average")] = 30.0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of demand")] = 60.0,
+    tail: Annotated[
+        float, typer.Option(min=0, help="Seconds live orders may take to finish afterwards")
+    ] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seeds the demand and every agent's choices")] = 1,
+    strategy: Annotated[
+        str | None, typer.Option(help="Sent with each ride (any the API accepts)")
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(min=0.1, help="Simulated seconds per real second (moves, shifts)")
+    ] = 10.0,
+    speed_kmh: Annotated[float | None, typer.Option(help="Driving speed; the city's")] = None,
+    accept: Annotated[float, typer.Option(min=0, max=1, help="Share of offers accepted")] = 0.85,
+    reject: Annotated[float, typer.Option(min=0, max=1, help="Share rejected (rest: ignored)")] = (
+        0.10
+    ),
+    reaction: Annotated[
+        tuple[float, float], typer.Option(help="Seconds a driver takes to answer: min max")
+    ] = (1.0, 4.0),
+    area_km: Annotated[float, typer.Option(min=0.5, help="Radius of the simulated district")] = 5.0,
+    restaurants: Annotated[
+        int, typer.Option(min=0, help="Restaurants made through the admin API (needs an admin)")
+    ] = 3,
+    food_share: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of orders that are food orders")
+    ] = 0.25,
+    admin_email: Annotated[
+        str | None,
+        typer.Option(help="An ADMIN account for set-up (password: RIDEFLOW_ADMIN_PASSWORD)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    demand_only: Annotated[
+        bool, typer.Option(help="Print the demand schedule as JSON and exit (no server needed)")
+    ] = False,
+) -> None:
+    """Simulate a city against a running RideFlow through its public API only: drivers and
+    customers register, log in, drive and order; progress each second, then a report."""
+    import json
+    import os
+    import sys
+
+    from rideflow.sim.driver import Behaviour
+    from rideflow.sim.geo import LatLng
+    from rideflow.sim.report import text
+    from rideflow.sim.runner import Options
+    from rideflow.sim.runner import simulate as run_simulation
+
+    settings = Settings()
+    known = {c.code: c for c in settings.cities}
+    chosen = known.get(city or settings.cities[0].code)
+    if chosen is None:
+        raise typer.BadParameter(f"unknown city {city!r}; known: {sorted(known)}")
+    if accept + reject > 1:
+        raise typer.BadParameter("--accept plus --reject must not exceed 1")
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    if admin_email and not password:
+        raise typer.BadParameter(f"{ADMIN_PASSWORD_ENV} must hold the admin's password")
+    options = Options(
+        base_url=base_url,
+        city=chosen.code,
+        center=LatLng(chosen.lat, chosen.lng),
+        area_km=area_km,
+        drivers=drivers,
+        customers=customers,
+        rate_per_min=rate,
+        duration_s=duration,
+        tail_s=tail,
+        seed=seed,
+        strategy=strategy,
+        behaviour=Behaviour(
+            accept=accept,
+            reject=reject,
+            reaction_s=reaction,
+            speed_mps=(speed_kmh or chosen.speed_kmh) / 3.6,
+            time_scale=time_scale,
+        ),
+        restaurants=restaurants,
+        food_share=food_share,
+        admin_email=admin_email,
+        admin_password=password,
+    )
+    if demand_only:
+        schedule = options.schedule()
+        typer.echo(json.dumps([r.json() for r in schedule], separators=(",", ":")))
+        return
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    result = asyncio.run(run_simulation(options, progress))
+    typer.echo(json.dumps(result, indent=2) if as_json else text(result))
+    raise typer.Exit(1 if result["final"].get("LIVE") else 0)
+
+
 db_cli = typer.Typer(
     help="The record's database: migrations (SQLite under the data directory, or the "
     "RIDEFLOW_DATABASE_URL one).",

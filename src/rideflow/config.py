@@ -89,7 +89,6 @@ class Settings(BaseSettings):
         description="Keep city event streams until the recorder has them (off: capped, no record)",
     )
     recorder_batch: int = Field(default=1_000, gt=0, description="Most entries per transaction")
-    recorder_flush_ms: int = Field(default=100, gt=0, description="Most wait to fill a batch")
     recorder_backlog_warn: int = Field(
         default=200_000, gt=0, description="Unrecorded entries past which /readyz says so"
     )
@@ -158,7 +157,7 @@ class Settings(BaseSettings):
         default=500,
         gt=0,
         description="Strategy batch: most orders in one solve; a zone with more is solved in "
-        "chunks of this many, oldest first (bench figure 18: a solve at the cap)",
+        "chunks of this many, oldest first (bench figure 19: a solve at the cap)",
     )
     batch_zone_km: float = Field(
         default=10.0, gt=0, description="Strategy batch: orders are batched per square of this side"
@@ -257,6 +256,12 @@ class Settings(BaseSettings):
     )
     ws_counts_every_s: float = Field(
         default=5.0, gt=0, description="WebSocket: driver counts on an admin's city feed, every"
+    )
+    ws_snapshot_every_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="WebSocket: the driver snapshot (positions and states) on an admin's city "
+        "feed that asked for it (the dashboard's map), every",
     )
     ws_compression: bool = Field(
         default=False,
@@ -389,7 +394,7 @@ class Settings(BaseSettings):
         return {c.code: c.speed_kmh / 3.6 for c in self.cities}
 
     @property
-    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    def trusted_networks(self) -> list[Network]:
         """The trusted proxies, parsed."""
         return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
@@ -400,3 +405,7 @@ RENAMED_VARIABLES = {"RIDEFLOW_RIDE_RETENTION_S": "order_retention_s"}
 
 def _env_name(field: str) -> str:
     return f"RIDEFLOW_{field.upper()}"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+"""A trusted proxy's network."""

@@ -210,6 +210,38 @@ async def test_cancelling_an_offered_order_withdraws_the_offer_and_frees_the_dri
     }  # fmt: skip
 
 
+BOARD = keys.leaderboard(CITY, "20260101")
+
+
+async def test_a_completed_trip_counts_on_todays_leaderboard_and_a_cancel_does_not(
+    redis: Redis, scripts: Scripts
+) -> None:
+    for n, (order_id, target) in enumerate(
+        (("blr-x1", "COMPLETED"), ("blr-x2", "DELIVERED"), ("blr-x3", "CANCELLED"))
+    ):
+        status = "PICKED_UP" if target != "CANCELLED" else "ACCEPTED"
+        await put_order(redis, order_id, status, driver="d1", offer="")
+        await put_driver(redis, "d1", order=order_id, pooled=False)
+        reply = await scripts.order_transition(
+            keys=[
+                keys.order(CITY, order_id), keys.pool(CITY), keys.seen(CITY), keys.retries(CITY),
+                keys.order_events(CITY, order_id), keys.city_events(CITY),
+                keys.excluded(CITY, order_id), keys.driver(CITY, "d1"), keys.lease(CITY, "d1"),
+                keys.offer(CITY, "none"), keys.offers_due(CITY), BOARD,
+            ],
+            args=[*EVENT_CAPS, order_id, target, status, "d1", "", "", "1", 30_000, 600,
+                  172_800],
+        )  # fmt: skip
+        assert reply[0] == "OK", (n, reply)
+    assert await redis.zrange(BOARD, 0, -1, withscores=True) == [("d1", 2.0)]
+    assert 172_790 < await redis.ttl(BOARD) <= 172_800
+    # Without the key (older callers) the step still works and counts nothing.
+    await put_order(redis, ORDER, "PICKED_UP", driver="d2", offer="")
+    await put_driver(redis, "d2", order=ORDER, pooled=False)
+    ok = await step(scripts, "COMPLETED", "PICKED_UP", "d2", "", final="1")
+    assert ok[0] == "OK" and await redis.zscore(BOARD, "d2") is None
+
+
 async def test_a_withdrawal_never_recreates_a_lost_offer_hash(
     redis: Redis, scripts: Scripts
 ) -> None:

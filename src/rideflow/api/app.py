@@ -16,7 +16,9 @@ from rideflow import __version__
 from rideflow.api import (
     admin,
     auth,
+    dashboard,
     deliveries,
+    docs,
     drivers,
     food_orders,
     health,
@@ -109,6 +111,13 @@ class AppState(TypedDict):
     gateway: Gateway
 
 
+def _with_pages(app: RideflowApp) -> RideflowApp:
+    """The pages a browser opens: the API's documentation and the dashboard, both offline."""
+    docs.install(app)
+    dashboard.install(app)
+    return app
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; long-lived resources are made in the lifespan, not here."""
     settings = settings or Settings()
@@ -176,8 +185,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await limits.aclose()
             await redis.aclose()
 
-    app = RideflowApp(
-        title="RideFlow", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    app = _with_pages(
+        RideflowApp(
+            title="RideFlow",
+            version=__version__,
+            description=DESCRIPTION,
+            lifespan=lifespan,
+            docs_url=None,  # served offline by `docs`, not from a CDN
+            redoc_url=None,
+            swagger_ui_oauth2_redirect_url=docs.OAUTH2_REDIRECT,
+        )
     )
     problems.install(app)
     for module in (
@@ -191,6 +208,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         food_orders,
         legacy,
         admin,
+        dashboard,
         auth,
         health,
     ):

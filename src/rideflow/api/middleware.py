@@ -15,9 +15,8 @@ from rideflow.api.requestlog import CLIENT_SCOPE_KEY, RATE_SCOPE_KEY
 from rideflow.api.security import PRINCIPAL, TOKEN_URL, bearer_token
 from rideflow.auth.principal import Principal
 from rideflow.auth.tokens import AccessTokens
+from rideflow.config import Network
 from rideflow.errors import Unauthorized
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BodyTooLarge(Exception):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import re
 import time
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from rideflow.api.ratelimit import client_key
 from rideflow.api.security import PRINCIPAL
 from rideflow.auth.principal import Principal
-from rideflow.config import Settings
+from rideflow.config import Network, Settings
 from rideflow.redis import keys
 from rideflow.redis.scripts import Scripts
 
@@ -36,7 +35,6 @@ log = logging.getLogger("rideflow.api")
 
 RATE_SCOPE_KEY = "rideflow.rate"
 """Where the rate-limit middleware leaves (policy, 'allow' | 'deny') for the request log."""
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CLIENT_SCOPE_KEY = "rideflow.client"
 """Where the rate-limit middleware leaves the client it counted (`user:<subject>` or
 `ip:<addr>`)."""

@@ -52,6 +52,7 @@ class Revocations:
         self.revoked: dict[str, float] = {}
         """Account id -> tokens issued at or before this (epoch s) are refused."""
         self.task: asyncio.Task[None] | None = None
+        self.stopping = False
         self.listeners: list[Callable[[str], None]] = []
         """Told each account id newly revoked (the socket gateway closes its sockets)."""
 
@@ -91,7 +92,9 @@ class Revocations:
         self.task = asyncio.create_task(self._poll(), name="token-revocations")
 
     async def _poll(self) -> None:
-        while True:
+        # Not `while True`: a read cancelled inside redis-py can come back as a connection
+        # error instead of the cancellation, which this loop would otherwise outlive.
+        while not self.stopping:
             await asyncio.sleep(POLL_S)
             try:
                 await self.load()
@@ -99,6 +102,7 @@ class Revocations:
                 log.debug("could not read revoked tokens: %s", exc)
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(BaseException):

@@ -3,6 +3,7 @@ history, and the steps people make (the state machine itself is `rideflow.orders
 
 from __future__ import annotations
 
+import time
 import uuid
 from enum import StrEnum
 from typing import Any, NamedTuple, cast
@@ -283,6 +284,7 @@ class Orders:
                     keys.lease(city, driver),
                     keys.offer(city, offer or "none"),
                     keys.offers_due(city),
+                    keys.leaderboard(city, utc_day()),
                 ]
             reply = await self.scripts.order_transition(
                 keys=script_keys,
@@ -297,6 +299,7 @@ class Orders:
                     "1" if step.final else "0",
                     self.settings.stale_ms,
                     self.settings.order_retention_s,
+                    LEADERBOARD_TTL_S,
                 ],
             )
             outcome, detail = parse_stepped(reply)
@@ -310,6 +313,15 @@ class Orders:
             if outcome is Step.GONE:
                 raise NotFound(f"no {kind} with id {order_id!r}")
         raise Conflict(f"{kind} {order_id} kept changing while being {step.verb}; retry")
+
+
+LEADERBOARD_TTL_S = 2 * 86_400
+"""A day's leaderboard is kept through the next day."""
+
+
+def utc_day(at_s: float | None = None) -> str:
+    """The UTC day (`YYYYMMDD`) of `at_s` (default: now): which leaderboard a trip counts on."""
+    return time.strftime("%Y%m%d", time.gmtime(at_s))
 
 
 def named(customer: str | None, field: str) -> str:

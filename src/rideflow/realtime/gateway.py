@@ -44,6 +44,11 @@ class Unsubscribe(Body):
 
 class CityFeed(Body):
     city: str = Field(min_length=1, max_length=16)
+    snapshot: bool = Field(
+        default=False,
+        description="Also send `drivers.snapshot` (every fresh driver's position and state) "
+        "now and every RIDEFLOW_WS_SNAPSHOT_EVERY_S: the dashboard's map",
+    )
 
 
 class Pong(BaseModel):
@@ -221,8 +226,13 @@ class Gateway:
 
     async def _follow_city(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = CityFeed.model_validate(data)
-        self.hub.follow_city(session, body.city)
-        return await self.hub.counts(body.city)
+        self.hub.follow_city(session, body.city, body.snapshot)
+        counts = await self.hub.counts(body.city)
+        if body.snapshot:  # after the ack: the map's first picture without waiting a second
+            task = asyncio.create_task(self.hub.send_snapshot(body.city, {session}))
+            self.hub.marking.add(task)
+            task.add_done_callback(self.hub.marking.discard)
+        return counts
 
     async def _unfollow_city(self, session: Session, data: dict[str, Any], mid: MessageId) -> Any:
         body = CityFeed.model_validate(data)

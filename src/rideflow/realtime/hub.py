@@ -31,6 +31,7 @@ from rideflow.realtime.protocol import (
     parse_fix,
 )
 from rideflow.realtime.session import Session, ping
+from rideflow.realtime.snapshot import OpenOrders, driver_snapshot
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 
@@ -65,6 +66,9 @@ class Hub:
         self.by_driver: dict[str, set[Session]] = defaultdict(set)
         self.by_order: dict[str, set[Session]] = defaultdict(set)
         self.by_city: dict[str, set[Session]] = defaultdict(set)
+        self.snapshots: dict[str, set[Session]] = defaultdict(set)
+        self.open_orders = OpenOrders()
+        """Admin sockets that asked for the city's driver snapshot (the dashboard's map)."""
         self.reader: Redis | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
@@ -83,6 +87,7 @@ class Hub:
         self.tasks = [
             asyncio.create_task(self._heartbeats(), name="hub-heartbeats"),
             asyncio.create_task(self._counts(), name="hub-counts"),
+            asyncio.create_task(self._snapshots(), name="hub-snapshots"),
         ]
 
     async def wake(self) -> None:
@@ -135,6 +140,7 @@ class Hub:
             _discard(self.by_order, order_id, session)
         for city in session.cities:
             _discard(self.by_city, city, session)
+            _discard(self.snapshots, city, session)
 
     def city_of_order(self, order_id: str) -> str:
         city = order_id.partition("-")[0]
@@ -208,16 +214,21 @@ class Hub:
         _discard(self.by_order, order_id, session)
         return found
 
-    def follow_city(self, session: Session, city: str) -> None:
+    def follow_city(self, session: Session, city: str, snapshot: bool = False) -> None:
         if city not in self.cities:
             raise NotFound(f"no city {city!r}; known: {self.cities}")
         session.cities.add(city)
         self.by_city[city].add(session)
+        if snapshot:
+            self.snapshots[city].add(session)
+        else:
+            _discard(self.snapshots, city, session)
 
     def unfollow_city(self, session: Session, city: str) -> bool:
         found = city in session.cities
         session.cities.discard(city)
         _discard(self.by_city, city, session)
+        _discard(self.snapshots, city, session)
         return found
 
     # -- events ----------------------------------------------------------------------------
@@ -259,6 +270,8 @@ class Hub:
         order_id = fields.get("order", "")
         followers = self.by_order.get(order_id)
         watchers = self.by_city.get(city)
+        if city in self.snapshots:
+            self.open_orders.saw(city, fields)
         driver = fields.get("driver") or ""
         drivers = self.by_driver.get(driver) if driver else None
         if not (followers or watchers or drivers):
@@ -384,6 +397,27 @@ class Hub:
                 text = encode("drivers.count", None, data)
                 for session in list(watchers):
                     session.send(text)
+
+    async def _snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.ws_snapshot_every_s)
+            for city, watchers in list(self.snapshots.items()):
+                if watchers:
+                    await self.send_snapshot(city, watchers)
+
+    async def send_snapshot(self, city: str, sessions: set[Session]) -> None:
+        """The city's driver snapshot to `sessions` (one read, however many sockets)."""
+        try:
+            data = await driver_snapshot(self.redis, city, self.settings.stale_ms)
+            area = next(c for c in self.settings.cities if c.code == city)
+            data["orders"] = self.open_orders.of(city)
+            data["area"] = {"lat": area.lat, "lng": area.lng, "radius_km": area.radius_km}
+        except RedisError as exc:
+            log.warning("driver snapshot of %s failed: %s", city, exc)
+            return
+        text = encode("drivers.snapshot", None, data)
+        for session in list(sessions):
+            session.send(text)
 
     async def counts(self, city: str) -> dict[str, Any]:
         """Drivers available (in the pool) and active (a position within the stale window)."""

@@ -84,6 +84,12 @@ def driver(city: str, driver_id: str) -> str:
     return _city(city, "driver", driver_id)
 
 
+def leaderboard(city: str, day: str) -> str:
+    """Sorted set of driver id -> trips completed (rides completed, deliveries delivered) on one
+    UTC day (`YYYYMMDD`), incremented by the completing step; expires two days later."""
+    return _city(city, "leaderboard", day)
+
+
 def driver_ratings(city: str, driver_id: str) -> str:
     """Set of the rating jobs already applied to a driver (ratings are applied once)."""
     return _city(city, "driver", driver_id, "ratings")
