@@ -9,6 +9,9 @@ import contextlib
 import gc
 import io
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -125,6 +128,25 @@ def env_of(settings: Settings) -> dict[str, str]:
         text = value if isinstance(value, str) else json.dumps(value)
         env[f"RIDEFLOW_{name.upper()}"] = text
     return env
+
+
+async def run_rideflow(
+    settings: Settings, *args: str, stdin: str = "", timeout_s: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m rideflow *args` as a real process with `settings` (and `env`) as its only
+    `RIDEFLOW_*` environment; its output captured."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RIDEFLOW_")}
+    environ.update(env_of(settings), **env)
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "rideflow", *args],
+        input=stdin,
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+    )
 
 
 @pytest.fixture

@@ -5,19 +5,15 @@ and the demand sent is the schedule the seed gives on its own (`--demand-only`).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from rideflow.config import RatePolicy, Settings
-from tests.conftest import env_of, settings_for
+from tests.conftest import run_rideflow, settings_for
 from tests.servers import RedisServer, Service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -30,18 +26,7 @@ RUN = (
 
 
 async def rideflow(settings: Settings, *args: str, stdin: str = "", **env: str) -> Any:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("RIDEFLOW_")}
-    environ.update(env_of(settings), **env)
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "rideflow", *args],
-        input=stdin,
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=200,
-    )
+    return await run_rideflow(settings, *args, stdin=stdin, timeout_s=200, **env)
 
 
 async def test_a_seeded_simulation_ends_every_order_and_leaves_a_clean_audit(

@@ -3,37 +3,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from rideflow.config import Settings
-from tests.conftest import api_client, env_of
+from tests.conftest import api_client, run_rideflow
 from tests.integration.test_accounts import account_settings, login, problem
 from tests.servers import RedisServer, eventually
 
 pytestmark = pytest.mark.timeout(180)
 
 
-async def rideflow(
-    settings: Settings, *args: str, stdin: str = "", **env: str
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("RIDEFLOW_")}
-    environ.update(env_of(settings), **env)
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "rideflow", *args],
-        input=stdin,
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+rideflow = run_rideflow
 
 
 async def test_users_create_disable_enable(
