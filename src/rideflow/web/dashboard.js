@@ -351,6 +351,13 @@ async function runRace() {
   verdict.textContent = ok
     ? `✓ One order wins: order ${onNear[0][0]} holds ${near.id} (SET NX took its lease); order ${onNext[0][0]} found it taken and moved to the next driver, ${next.id}.`
     : `unexpected: ${onNear.length} order(s) on ${near.id}, ${onNext.length} on ${next.id}`;
+  // Leave nothing behind: the two orders cancelled, the two demo drivers offline (never offered
+  // a real order).
+  for (const [, r] of results) {
+    if (r.ok) await api("POST", `/v1/deliveries/${r.data.delivery_id}/cancel`, {});
+  }
+  for (const d of [near, next]) await api("PUT", `/v1/drivers/${d.id}/status`, { status: "offline" });
+  out.append(item("cleaned up: both orders cancelled, both demo drivers offline"));
   const winner = onNear[0] && onNear[0][1].data.delivery_id;
   if (winner) { $("timeline-order").value = winner; showTimeline(winner); }
 }
