@@ -21,6 +21,7 @@ from rideflow.api.problems import responses
 from rideflow.api.security import AdminCaller
 from rideflow.config import Settings, Strategy
 from rideflow.dispatch import explain
+from rideflow.dispatch.geo import with_profiles
 from rideflow.dispatch.matcher import Candidate, rank
 from rideflow.errors import NotFound
 from rideflow.orders.store import utc_day
@@ -101,15 +102,10 @@ async def geosearch(
         pool, longitude=lng, latitude=lat, radius=radius_km, unit="km", sort="ASC",
         count=count, withdist=True, withcoord=True,
     )  # fmt: skip
-    async with redis.pipeline(transaction=False) as pipe:
-        for hit in reply:
-            pipe.hmget(keys.driver(city, str(hit[0])), ["rating", "speed"])
-        profiles = await pipe.execute() if reply else []
     where = {str(h[0]): (float(h[2][1]), float(h[2][0])) for h in reply}
-    found = [
-        Candidate(str(h[0]), float(h[1]) * 1000, _number(p[0]), _number(p[1]))
-        for h, p in zip(reply, profiles, strict=True)
-    ]
+    found = await with_profiles(
+        redis, city, [Candidate(str(h[0]), float(h[1]) * 1000) for h in reply]
+    )
     ranked = rank(strategy, found, settings.city_speed_mps[city])
     took = (time.perf_counter() - started) * 1000
     return GeoSearch(
@@ -223,7 +219,3 @@ async def leaderboard(
 async def _top(redis: Redis, key: str, limit: int) -> list[Leader]:
     rows = cast(list[tuple[str, float]], await redis.zrevrange(key, 0, limit - 1, withscores=True))
     return [Leader(driver_id=str(m), trips=int(s)) for m, s in rows]
-
-
-def _number(value: str | None) -> float | None:
-    return float(value) if value else None

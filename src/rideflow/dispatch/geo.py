@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -31,3 +32,21 @@ async def nearby(
         withdist=True,
     )
     return [Candidate(str(hit[0]), float(hit[1])) for hit in cast(list[list[str]], reply)]
+
+
+async def with_profiles(client: Redis, city: str, found: list[Candidate]) -> list[Candidate]:
+    """The candidates with their ratings and recent speeds, read in one round trip."""
+    if not found:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for c in found:
+            pipe.hmget(keys.driver(city, c.driver_id), ["rating", "speed"])
+        profiles = await pipe.execute()
+    return [
+        replace(c, rating=_number(rating), speed_mps=_number(speed))
+        for c, (rating, speed) in zip(found, profiles, strict=True)
+    ]
+
+
+def _number(value: str | None) -> float | None:
+    return float(value) if value else None

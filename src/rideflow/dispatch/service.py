@@ -4,13 +4,13 @@ the order (`rideflow.dispatch.offers`), or schedule a retry."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
-from rideflow.dispatch.geo import nearby, pairs
+from rideflow.dispatch.geo import nearby, pairs, with_profiles
 from rideflow.dispatch.matcher import Candidate, needs_profiles, rank
 from rideflow.dispatch.offers import Offered, Offers, Reservation
 from rideflow.redis import keys
@@ -155,14 +155,7 @@ class Dispatcher:
 
     async def with_profiles(self, city: str, found: list[Candidate]) -> list[Candidate]:
         """The candidates with their ratings and recent speeds, read in one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for c in found:
-                pipe.hmget(keys.driver(city, c.driver_id), ["rating", "speed"])
-            profiles = await pipe.execute()
-        return [
-            replace(c, rating=_number(rating), speed_mps=_number(speed))
-            for c, (rating, speed) in zip(found, profiles, strict=True)
-        ]
+        return await with_profiles(self.redis, city, found)
 
     async def reserve(
         self, city: str, order_id: str, entry_id: str, ranked: list[Candidate]
@@ -210,7 +203,3 @@ class Dispatcher:
             ],
         )
         return Outcome(parse_retried(reply).status)
-
-
-def _number(value: str | None) -> float | None:
-    return float(value) if value else None
