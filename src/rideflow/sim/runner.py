@@ -103,7 +103,12 @@ class Run:
         self.cancelled_at_end = 0
 
     async def main(self) -> dict[str, Any]:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        # Idle connections are dropped well before the server's keep-alive timeout (uvicorn: 5 s,
+        # httpx's default expiry too): a request sent on a connection the server is closing
+        # fails with a ReadError, which a make test run saw kill a simulated driver.
+        limits = httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(base_url=self.o.base_url, timeout=30, limits=limits) as http:
             await self._check(http)
             restaurants = await self._restaurants(http)
