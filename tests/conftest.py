@@ -17,20 +17,21 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
-import redis as sync_redis
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from rideflow.api.app import create_app
 from rideflow.config import Settings
+from rideflow.redis.connections import open_redis
 from rideflow.workers.dispatcher import DispatcherWorker
 from rideflow.workers.jobs import JobWorker
 from tests import auth
+from tests.cluster import RedisClusterServer
 from tests.record import record_database
 from tests.servers import (
     ApiService,
@@ -49,8 +50,25 @@ E2E_TIMEOUT_S = 180
 its own limit; the rest get the 60 s of pyproject.toml."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis",
+        choices=["single", "cluster"],
+        default="single",
+        help="what the tests' throwaway Redis is: one redis-server, or a 3-master Redis Cluster",
+    )
+
+
+def on_cluster(config: pytest.Config) -> bool:
+    return bool(config.getoption("--redis") == "cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cluster = on_cluster(config)
     for item in items:
+        if cluster and item.get_closest_marker("single_redis"):
+            reason = item.get_closest_marker("single_redis").args  # type: ignore[union-attr]
+            item.add_marker(pytest.mark.skip(reason=f"single Redis only: {reason[0]}"))
         if "e2e" in item.path.parts and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
 
@@ -63,12 +81,19 @@ async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    client = sync_redis.Redis(port=server.port)
+def redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """The session's throwaway Redis: one redis-server, or with `--redis cluster` a 3-master
+    Redis Cluster (typed as the single server: both have `url`, `flushall`, `dbsize`, `stop`)."""
+    directory = tmp_path_factory.mktemp("redis")
+    server = (
+        cast(RedisServer, RedisClusterServer(directory))
+        if on_cluster(request.config)
+        else RedisServer(directory)
+    ).start()
     # Refuse to run against data we did not make.
-    assert client.dbsize() == 0, f"redis on port {server.port} is not empty"
-    client.close()
+    assert server.dbsize() == 0, f"redis at {server.url} is not empty"
     yield server
     server.stop()
 
@@ -76,15 +101,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def flushed(redis_server: RedisServer) -> Iterator[RedisServer]:
     """The session's Redis, empty at the start of the test."""
-    client = sync_redis.Redis(port=redis_server.port)
-    client.flushall()
-    client.close()
+    redis_server.flushall()
     yield redis_server
 
 
 @pytest.fixture
 async def redis(flushed: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(flushed.url, decode_responses=True)
+    """A client of the test's Redis (or cluster), made as RideFlow's processes make theirs
+    (replies decoded, no replays)."""
+    client = await open_redis(Settings(redis_url=flushed.url), "tests")
     yield client
     await client.aclose()
 

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 
 from rideflow.jobs.registry import REGISTRY, JobContext
 
-EFFECTS = "test:effects"
+EFFECTS = "test:{effects}"
+"""Counter of effects applied; with the markers under one hash tag (a script's keys share a
+slot on Redis Cluster)."""
 APPLY_ONCE = """
 if redis.call('SET', KEYS[1], 1, 'NX') then return redis.call('INCR', KEYS[2]) end
 return 0
@@ -37,5 +39,5 @@ if "test_work" not in REGISTRY:
             raise RuntimeError(f"attempt {ctx.attempt} fails on purpose")
         # The effect and its once-per-job marker in one atomic step: a kill between the two
         # would otherwise leave the marker without the effect.
-        await ctx.redis.eval(APPLY_ONCE, 2, f"test:effect:{ctx.job_id}", EFFECTS)
+        await ctx.redis.eval(APPLY_ONCE, 2, f"test:{{effects}}:effect:{ctx.job_id}", EFFECTS)
         return {"slept": payload.seconds}

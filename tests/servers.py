@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+import redis as sync_redis
 
 from rideflow.workers.supervisor import ManagedRedis
 
@@ -43,6 +44,14 @@ class RedisServer(ManagedRedis):
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         super().__init__(port or free_port(), directory, durable=False)
+
+    def flushall(self) -> None:
+        with sync_redis.Redis(port=self.port) as client:
+            client.flushall()
+
+    def dbsize(self) -> int:
+        with sync_redis.Redis(port=self.port) as client:
+            return int(client.dbsize())
 
 
 class Service:

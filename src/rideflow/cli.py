@@ -194,12 +194,12 @@ def audit(
     """Report any driver with two active orders, any order with two drivers, any offer or lease
     past its deadline still held, any order in no known state; exit 1 when there is one."""
     from rideflow.dispatch.audit import audit as run_audit
-    from rideflow.redis.connections import create_redis
+    from rideflow.redis.connections import open_redis
 
     settings = Settings()
 
     async def main() -> list[str]:
-        redis = create_redis(settings, "audit")
+        redis = await open_redis(settings, "audit")
         try:
             return await run_audit(redis, city or [c.code for c in settings.cities])
         finally:
@@ -217,10 +217,10 @@ def check() -> None:
     """Exit 0 when the configured Redis answers, 1 otherwise."""
     import redis
 
-    from rideflow.redis.connections import redis_url
+    from rideflow.redis.connections import redis_url, sync_client
 
     try:
-        redis.Redis.from_url(redis_url(Settings()), socket_connect_timeout=2).ping()
+        sync_client(redis_url(Settings()), socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
         typer.echo(f"redis unreachable: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -492,10 +492,10 @@ async def _accounts(settings: Settings) -> AsyncIterator[tuple[Accounts, Refresh
     from rideflow.auth.accounts import Accounts
     from rideflow.auth.passwords import Passwords
     from rideflow.auth.refresh import RefreshTokens
-    from rideflow.redis.connections import create_redis
+    from rideflow.redis.connections import open_redis
     from rideflow.services import build_services
 
-    redis = create_redis(settings, "cli")
+    redis = await open_redis(settings, "cli")
     services = build_services(settings, redis)
     try:
         if settings.database_auto_migrate:

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     redis_pool_size: int = 64
+    redis_cluster_node_connections: int = Field(
+        default=2048,
+        gt=0,
+        description="On a Redis Cluster: most connections a process opens to one node. redis-py's "
+        "cluster client fails a command past it (it does not wait as the single client's pool "
+        "does), so it is sized for every request in flight at once",
+    )
 
     database_url: str | None = Field(
         default=None,

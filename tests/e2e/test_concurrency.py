@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from rideflow.config import Settings
 from rideflow.dispatch.audit import audit
 from rideflow.redis import keys
+from rideflow.redis.connections import sync_client
 from tests.conftest import BLR, offset
 from tests.servers import Service, post_many, send_many, wait_until
 
@@ -70,7 +71,7 @@ async def post_rides(port: int, pickups: list[tuple[float, float]]) -> list[str]
 async def rides_state(redis: Redis, ride_ids: list[str]) -> list[dict[str, Any]]:
     async with redis.pipeline(transaction=False) as pipe:
         for ride_id in ride_ids:
-            await pipe.hgetall(keys.order("blr", ride_id))
+            pipe.hgetall(keys.order("blr", ride_id))
         return list(await pipe.execute())
 
 
@@ -83,7 +84,7 @@ async def assert_one_driver_one_ride(redis: Redis, rides: list[dict[str, Any]]) 
     assert not twice, f"drivers assigned twice: {twice}"
     async with redis.pipeline(transaction=False) as pipe:
         for r in assigned:
-            await pipe.hget(keys.driver("blr", r["driver"]), "order")
+            pipe.hget(keys.driver("blr", r["driver"]), "order")
         held = await pipe.execute()
     assert held == [r["id"] for r in assigned]
     return Counter(r["status"] for r in rides)
@@ -135,13 +136,11 @@ def frozen_with_work(dispatcher: Service, sync_redis: Any) -> bool:
 async def test_dispatcher_killed_mid_work_loses_nothing(
     settings: Settings, services: Callable[..., Any], redis: Redis
 ) -> None:
-    import redis as redis_sync
-
     settings = settings.model_copy(update={"ride_deadline_s": 60.0, "claim_idle_ms": 500})
     n = 1500
     api = services("api", settings)
     first = services("dispatcher", settings, name="victim", concurrency=4)
-    sync = redis_sync.Redis.from_url(settings.redis_url or "", decode_responses=True)
+    sync = sync_client(settings.redis_url or "", decode_responses=True)
     await register_drivers(api.port, [f"d{i}" for i in range(n)], scatter(n, 1500, seed=3))
     posting = asyncio.create_task(post_rides(api.port, scatter(n, 1500, seed=4)))
     await asyncio.to_thread(

@@ -49,7 +49,7 @@ from rideflow.process import freeze_startup_objects
 from rideflow.realtime.gateway import Gateway, set_driver_status
 from rideflow.realtime.hub import Hub
 from rideflow.record.db import Record
-from rideflow.redis.connections import create_redis, redis_url
+from rideflow.redis.connections import open_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
 from rideflow.restaurants.cache import MenuCache
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[AppState]:
         tokens = AccessTokens(settings, jwt_secret(settings))  # refuses a weak secret first
-        redis = create_redis(settings, "api")
+        redis = await open_redis(settings, "api")
         services = build_services(settings, redis)
         # The check runs on every request: it gets a pipelined connection of its own.
         url = redis_url(settings)

@@ -33,7 +33,7 @@ from rideflow.realtime.protocol import (
 from rideflow.realtime.session import Session, ping
 from rideflow.realtime.snapshot import OpenOrders, driver_snapshot
 from rideflow.redis import keys
-from rideflow.redis.connections import create_redis
+from rideflow.redis.connections import disconnect, initialized, open_redis, slot_groups
 
 log = logging.getLogger("rideflow.realtime")
 BLOCK_MS = 1_000
@@ -83,7 +83,7 @@ class Hub:
 
     async def start(self) -> None:
         # Blocking reads and the subscription hold their connections: a client of their own.
-        self.reader = create_redis(self.settings, "api-hub", socket_timeout=BLOCK_MS / 1000 + 5)
+        self.reader = await open_redis(self.settings, "api-hub", socket_timeout=BLOCK_MS / 1000 + 5)
         self.tasks = [
             asyncio.create_task(self._heartbeats(), name="hub-heartbeats"),
             asyncio.create_task(self._counts(), name="hub-counts"),
@@ -114,7 +114,7 @@ class Hub:
         if self.reader is not None:
             # A read cancelled inside redis-py's own timeout can come back as a connection
             # error instead of the cancellation; with the connections gone it ends at once.
-            await self.reader.connection_pool.disconnect()
+            await disconnect(self.reader)
         for task in self.tasks:
             with contextlib.suppress(BaseException):
                 await task
@@ -234,18 +234,33 @@ class Hub:
     # -- events ----------------------------------------------------------------------------
 
     async def _read_events(self) -> None:
+        """Follow the cities' event streams: one read over all of them on a single Redis; on a
+        cluster one per hash slot they span (XREAD names keys of one slot)."""
         assert self.reader is not None
-        streams: dict[str, str] = {}
+        groups = slot_groups(self.reader, [keys.city_events(c) for c in self.cities])
+        starts: dict[str, str] = {}
         while True:
             try:
-                if not streams:
-                    # The streams' current ends, read once: from there on, nothing is missed
-                    # between two reads (a `$` on every call would skip what came meanwhile).
-                    for city in self.cities:
-                        stream = keys.city_events(city)
+                # The streams' current ends, read once: from there on, nothing is missed
+                # between two reads (a `$` on every call would skip what came meanwhile).
+                for group in groups:
+                    for stream in group:
                         last = await self.reader.xrevrange(stream, count=1)
-                        streams[stream] = str(last[0][0]) if last else "0-0"
-                    self.ready.set()
+                        starts[stream] = str(last[0][0]) if last else "0-0"
+                break
+            except RedisError as exc:
+                if self.stopping:
+                    return
+                log.warning("event stream read failed (%s); retrying", exc)
+                await asyncio.sleep(RETRY_S)
+        self.ready.set()
+        await asyncio.gather(*(self._follow({s: starts[s] for s in group}) for group in groups))
+
+    async def _follow(self, streams: dict[str, str]) -> None:
+        """Read `streams` (keys of one slot) from the ids given, routing every entry."""
+        assert self.reader is not None
+        while True:
+            try:
                 reply = cast(
                     list[tuple[str, list[tuple[str, dict[str, str]]]]],
                     await self.reader.xread(cast(Any, streams), count=self.page, block=BLOCK_MS),
@@ -336,6 +351,7 @@ class Hub:
         while True:
             pubsub = self.reader.pubsub(ignore_subscribe_messages=True)
             try:
+                await initialized(self.reader)  # a cluster's pubsub needs its slot map first
                 await pubsub.subscribe(*channels)
                 while True:
                     message = await pubsub.get_message(timeout=BLOCK_MS / 1000)
@@ -348,10 +364,10 @@ class Hub:
                     text = encode("position", None, fix.data())
                     for session in list(followers):
                         session.send_fix(fix.order_id, text, every)
-            except RedisError as exc:
+            except Exception as exc:  # a cluster whose slot map is being rebuilt: KeyError
                 if self.stopping:
                     return
-                log.warning("tracking subscription failed (%s); resubscribing", exc)
+                log.warning("tracking subscription failed (%r); resubscribing", exc)
                 await asyncio.sleep(RETRY_S)
             finally:
                 with contextlib.suppress(Exception):

@@ -1,19 +1,31 @@
-"""One factory per external resource, named for the process that owns it."""
+"""One factory per external resource, named for the process that owns it.
+
+`RIDEFLOW_REDIS_URL` names a single Redis (`redis://`, `rediss://`, `unix://`) or a Redis Cluster
+(`redis+cluster://host:port`, `rediss+cluster://`: any one node; the client learns the others).
+On a cluster the clients are redis-py's own `RedisCluster`, typed here as `Redis`: the commands
+RideFlow sends are the ones both answer alike (every multi-key command and script names keys of
+one slot), and the few places that differ ask `is_cluster`.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
+import redis as sync_redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import DataError
+from redis.crc import key_slot
+from redis.exceptions import DataError, RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from rideflow.config import Settings
+
+log = logging.getLogger("rideflow.redis")
 
 
 def redis_url(settings: Settings) -> str:
@@ -21,6 +33,33 @@ def redis_url(settings: Settings) -> str:
     if settings.redis_url:
         return settings.redis_url
     return f"redis://127.0.0.1:{settings.managed_redis_port}/0"
+
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain URL of the cluster node `url` names (`redis+cluster://` -> `redis://`), or
+    None when `url` names a single Redis."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}{sep}{rest}" if sep and plain else None
+
+
+def is_cluster(client: object) -> bool:
+    """Whether `client` talks to a Redis Cluster."""
+    return isinstance(client, RedisCluster)
+
+
+def slot_groups(client: object, keys: list[str]) -> list[list[str]]:
+    """`keys` split into groups a single multi-key command may name (XREAD over several streams,
+    say): one group on a single Redis, one per hash slot on a cluster; order kept within each."""
+    if not is_cluster(client) or len(keys) < 2:
+        return [keys] if keys else []
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())
 
 
 class PackedConnection(Connection):
@@ -55,6 +94,9 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
     restarted) is replaced when taken from the pool instead of failing its next command.
     """
     url = redis_url(settings)
+    plain = cluster_url(url)
+    if plain is not None:
+        return _create_cluster(settings, plain, owner, socket_timeout)
     extra: dict[str, Any] = {}
     if url.startswith("redis://"):
         extra["connection_class"] = PackedConnection
@@ -78,3 +120,61 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return Redis.from_pool(pool)  # closing the client closes the pool
+
+
+def _create_cluster(settings: Settings, url: str, owner: str, socket_timeout: float) -> Redis:
+    """redis-py's cluster client, with the single client's choices: no replays (a lost reply
+    may have run; a connection error marks the topology for a refresh on the next command, which
+    finds a promoted replica), and the slots a dead master held fail alone instead of the whole
+    cluster (`require_full_coverage=False`)."""
+    cluster = RedisCluster.from_url(
+        url,
+        max_connections=settings.redis_cluster_node_connections,
+        socket_connect_timeout=2,
+        socket_timeout=socket_timeout,
+        health_check_interval=30,
+        client_name=f"rideflow-{owner}",
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 0),
+        require_full_coverage=False,
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+    return cast(Redis, cluster)
+
+
+async def open_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0) -> Redis:
+    """`create_redis`, and on a cluster the slot map learnt before the client is shared."""
+    client = create_redis(settings, owner, socket_timeout=socket_timeout)
+    await initialized(client)
+    return client
+
+
+async def initialized(client: Redis) -> None:
+    """Have a cluster client learn the cluster's slot map now, before concurrent use: its
+    pubsub does not learn it by itself, and commands that set off the first learning together
+    were seen to fail ("Connection closed by server": redis-py replaces the startup node's
+    connections under them). A cluster that does not answer now is learnt by the first command
+    once it does."""
+    if isinstance(client, RedisCluster):
+        try:
+            await client.initialize()
+        except RedisError as exc:
+            log.warning("Redis Cluster not reachable yet (%s); will retry on first use", exc)
+
+
+async def disconnect(client: Redis) -> None:
+    """Close every connection `client` holds (blocked reads end at once); it reconnects on its
+    next command."""
+    if isinstance(client, RedisCluster):
+        for node in client.get_nodes():
+            await node.disconnect()
+    else:
+        await client.connection_pool.disconnect()
+
+
+def sync_client(url: str, **options: Any) -> sync_redis.Redis:
+    """A blocking client of the Redis (or the cluster) `url` names, for the CLI and tests."""
+    plain = cluster_url(url)
+    if plain is not None:
+        return cast(sync_redis.Redis, sync_redis.RedisCluster.from_url(plain, **options))
+    return sync_redis.Redis.from_url(url, **options)

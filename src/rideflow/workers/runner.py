@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rideflow.redis.connections import initialized, slot_groups
 from rideflow.redis.streams import Entry, ensure_group, parse_read, trim_acknowledged
 
 log = logging.getLogger("rideflow.runner")
@@ -152,6 +153,7 @@ class Runner:
         nothing more, let work in hand finish within the grace period, leave the rest
         unacknowledged for others, log one summary line."""
         h = self.handler
+        await initialized(self.redis)
         await self._ensure_groups()
         reader = asyncio.create_task(self._guarded(self._read), name="read")
         reclaimer = asyncio.create_task(self._guarded(self._reclaim), name="reclaim")
@@ -224,9 +226,25 @@ class Runner:
         return parse_read(reply)
 
     async def _read(self) -> None:
-        """Take new entries as room frees up; in burst mode return once idle."""
+        """The read loop: one over all the streams on a single Redis; on a cluster one per hash
+        slot the streams span (XREADGROUP names keys of one slot), each guarded on its own."""
+        groups = slot_groups(self.redis, list(self.handler.streams))
+        if len(groups) == 1:
+            await self._read_streams(groups[0])
+            return
+
+        def loop_of(streams: list[str]) -> Loop:
+            async def read_slot() -> None:
+                await self._read_streams(streams)
+
+            return read_slot
+
+        await asyncio.gather(*(self._guarded(loop_of(g)) for g in groups))
+
+    async def _read_streams(self, streams: list[str]) -> None:
+        """Take new entries of `streams` as room frees up; in burst mode return once idle."""
         h = self.handler
-        every = {s: ">" for s in h.streams}
+        every = {s: ">" for s in streams}
         drained = False
         while self.reading:
             if self.trouble > self.reread_upto:
@@ -237,7 +255,7 @@ class Runner:
             # serves: reading each stream in turn first costs a round trip per stream per job
             # at low rates, where start latency matters.
             if h.prioritized and not drained:
-                for stream in h.streams:
+                for stream in streams:
                     if len(entries) >= room:
                         break
                     entries += await self._xread({stream: ">"}, room - len(entries), None)
