@@ -13,6 +13,7 @@ from bench.aof_redis import AofRedis, Fsync
 
 from rideflow.config import Settings
 from tests.conftest import settings_for
+from tests.faults.pg_cluster import PgCluster, skip_unless_available
 from tests.servers import Service, free_port
 
 FIGURES: list[str] = []
@@ -77,3 +78,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("fault figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL cluster of the test's own, started; destroyed at the end (skipped, with the
+    reason, where PostgreSQL or PostGIS is not installed)."""
+    skip_unless_available()
+    cluster = PgCluster().init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
