@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -47,6 +47,8 @@ class KillOutcome:
     """Requests sent `RECOVERY_WINDOW_S` or more after Redis answered again that were not 202."""
     dispatched_after: int
     """Orders acknowledged after the restart that a driver was offered."""
+    dispatch_resumed_s: float | None
+    """From Redis answering again to the first offer made after it (Redis' clock)."""
     acknowledged_after: int
     final: dict[str, int] = field(default_factory=dict)
     unsettled: int = 0
@@ -55,11 +57,13 @@ class KillOutcome:
     def line(self) -> str:
         """One line for the test's output and the benchmark's log."""
         recovery = "never" if self.recovery_s is None else f"{self.recovery_s:.2f} s"
+        resumed = "never" if self.dispatch_resumed_s is None else f"{self.dispatch_resumed_s:.2f} s"
         return (
             f"appendfsync {self.fsync}: {self.acknowledged} orders acknowledged at"
             f" {self.rate:g}/s ({self.acknowledged_before_kill} before the kill), lost"
             f" {len(self.lost)}; Redis down {self.killed_to_answering_s:.2f} s; first 202"
-            f" {recovery} after it answered again; {self.late_failures} not 202 past"
+            f" {recovery} after it answered again, first offer {resumed}; {self.late_failures}"
+            f" not 202 past"
             f" {RECOVERY_WINDOW_S:g} s; answers {dict(sorted(self.statuses.items()))},"
             f" {self.transport_errors} transport errors; final states {self.final},"
             f" {self.unsettled} unsettled"
@@ -99,6 +103,7 @@ async def kill_under_load(
         server.kill9()
         await asyncio.sleep(down_s)
         back = await asyncio.to_thread(server.start)
+        back_wall = time.time() - (time.monotonic() - back)
         await posting
     finally:
         posting.cancel()
@@ -119,6 +124,7 @@ async def kill_under_load(
                 await asyncio.sleep(0.2)
         final = Counter(s for s in statuses if s is not None and s in FINAL)
         offered = await _offered(redis, city, after)
+        resumed = await _first_offer(redis, city, back_wall)
     finally:
         await redis.aclose()
         stop_crew.set()
@@ -141,6 +147,7 @@ async def kill_under_load(
         recovery_s=None if first_202 is None else first_202 - back,
         late_failures=len(late),
         dispatched_after=offered,
+        dispatch_resumed_s=resumed,
         acknowledged_after=len(after),
         final=dict(final),
         unsettled=left if crew is not None else 0,
@@ -157,3 +164,20 @@ async def _offered(redis: Redis, city: str, order_ids: list[str]) -> int:
                 pipe.hget(keys.order(city, order_id), "t_OFFERED")
             count += sum(1 for t in await pipe.execute() if t)
     return count
+
+
+async def _first_offer(redis: Redis, city: str, since_s: float) -> float | None:
+    """Seconds from `since_s` (epoch) to the first offer made after it, from the city's event
+    stream (its entry ids are Redis' clock in ms)."""
+    start = f"{int(since_s * 1000)}-0"
+    while True:
+        entries = cast(
+            list[tuple[str, dict[str, str]]],
+            await redis.xrange(keys.city_events(city), min=start, count=1000),
+        )
+        for _, fields in entries:
+            if fields.get("status") == "OFFERED" and int(fields["at"]) / 1e6 >= since_s:
+                return int(fields["at"]) / 1e6 - since_s
+        if len(entries) < 1000:
+            return None
+        start = "(" + entries[-1][0]
