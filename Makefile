@@ -43,7 +43,7 @@ test-fast: $(STAMP) system
 ## test-faults: the fault suite (tests/faults), one test at a time so that each fault is
 ## inflicted under the load it names: Redis SIGKILLed under 200 orders/s (AOF everysec and
 ## always), PostgreSQL stopped for 60 s, API processes killed with -9, and a 3-minute soak of
-## `rideflow up`. About 7 minutes; the figures each fault produced are printed at the end.
+## `rideflow up`. About 6 minutes; the figures each fault produced are printed at the end.
 test-faults: $(STAMP) system
 	$(BIN)/pytest tests/faults
 

@@ -93,8 +93,9 @@ async def test_an_api_killed_mid_load_leaves_no_half_written_order(
         report(
             f"API kill -9 x{KILLS} at {2 * RATE:g} orders/s: {len(stored)} orders stored, all"
             f" complete and completed by a driver; {len(acked)} acknowledged, all stored;"
-            f" {unacknowledged} stored whose reply died with the process; transport errors"
-            f" {sum(load.result.errors for load in loads if load.result)}"
+            f" {unacknowledged} stored whose reply died with the process;"
+            f" {sum(load.result.errors for load in loads if load.result)} requests with no"
+            " answer (in flight at a kill, or sent to a dead port)"
         )
     finally:
         stop_crew.set()
