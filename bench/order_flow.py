@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import random
 import time
@@ -34,7 +33,6 @@ from rideflow.redis import keys
 from rideflow.redis.connections import create_redis
 from rideflow.services import Services, build_services
 
-log = logging.getLogger("bench.order_flow")
 CENTRE = (12.9716, 77.5946)
 PICKUP_SPREAD_M = 600.0
 """Pickups fall within this distance of the centre, where the crew's drivers wait: the first
@@ -140,6 +138,8 @@ class OrderLoad:
 
 @dataclass
 class CrewStats:
+    """What the crew did: offers seen, accepted, trips completed, and what got in the way."""
+
     offers: int = 0
     accepted: int = 0
     completed: int = 0

@@ -98,10 +98,10 @@ async def kill_under_load(
     crew_task = asyncio.create_task(crew.run(stop_crew)) if crew else None
     posting = asyncio.create_task(load.run(before_s + down_s + after_s))
     try:
-        await asyncio.sleep(before_s)
+        await asyncio.sleep(before_s)  # pacing: the fault's place in the run
         killed = time.monotonic()
         server.kill9()
-        await asyncio.sleep(down_s)
+        await asyncio.sleep(down_s)  # the outage's length
         back = await asyncio.to_thread(server.start)
         back_wall = time.time() - (time.monotonic() - back)
         await posting

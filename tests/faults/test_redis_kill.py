@@ -62,8 +62,8 @@ async def test_without_aof_the_count_sees_every_order_lost(
     stack: Callable[..., Any],
     report: Callable[[str], None],
 ) -> None:
-    """The control: a Redis that keeps nothing comes back empty, and exactly the orders
-    acknowledged before the kill are counted lost (no drivers: they went with it)."""
+    """The control: a Redis that keeps nothing comes back empty, and the orders acknowledged
+    before the kill are counted lost (no drivers: they went with it)."""
     server = aof_redis("off")
     settings = fault_settings(server.url)
     api, _ = stack(settings, dispatchers=1)
@@ -72,4 +72,7 @@ async def test_without_aof_the_count_sees_every_order_lost(
     )
     report(outcome.line())
     assert outcome.acknowledged_before_kill > 100
-    assert len(outcome.lost) == outcome.acknowledged_before_kill
+    # Lost: every order answered before the kill (a reply may also arrive just after it),
+    # none answered after this test saw Redis answer again (the API may see it a little sooner).
+    answered_before_back = outcome.acknowledged - outcome.acknowledged_after
+    assert outcome.acknowledged_before_kill <= len(outcome.lost) <= answered_before_back
