@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-fast bench lint typecheck format check system clean
+.PHONY: run demo test test-fast test-faults soak bench lint typecheck format check system clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "RideFlow needs Python 3.11 or newer" >&2; exit 1; }
@@ -39,6 +39,18 @@ test: $(STAMP) system
 ## test-fast: pure logic and the Lua scripts' contracts only; no RideFlow process is started
 test-fast: $(STAMP) system
 	$(BIN)/pytest tests/unit tests/scripts
+
+## test-faults: the fault suite (tests/faults), one test at a time so that each fault is
+## inflicted under the load it names: Redis SIGKILLed under 200 orders/s (AOF everysec and
+## always), PostgreSQL stopped for 60 s, API processes killed with -9, and a 3-minute soak of
+## `rideflow up`. About 6 minutes; the figures each fault produced are printed at the end.
+test-faults: $(STAMP) system
+	$(BIN)/pytest tests/faults
+
+## soak: the soak of the fault suite for an hour (RIDEFLOW_SOAK_S seconds, RIDEFLOW_SOAK_RATE
+## orders/s); not in CI
+soak: $(STAMP) system
+	RIDEFLOW_SOAK_S=$${RIDEFLOW_SOAK_S:-3600} $(BIN)/pytest tests/faults/test_soak.py -s
 
 ## bench: load generators on loopback; writes bench/RESULTS.md
 bench: $(STAMP) system

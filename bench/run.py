@@ -10,7 +10,8 @@ report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`,
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
 JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
-first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, the charts in
+first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, 20 (Redis
+SIGKILL under load) in `faults_bench.py`, the charts in
 `charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
 access token (`harness.auth_headers`), signed with the secret the processes are given.
 """
@@ -46,6 +47,7 @@ from bench import (
     contest_figure,
     dashboard_bench,
     dispatch_bench,
+    faults_bench,
     jobs_bench,
     jobs_peer,
     jwt_bench,
@@ -298,6 +300,23 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "p95 <= window + 100 ms",
         ),
         Target("batch_solve", "19. one batch solved, at the cap", "<= 50 ms"),
+    ),
+    "faults": (
+        Target(
+            "faults_everysec",
+            "20. Redis SIGKILL under 200 orders/s, AOF `everysec`: acknowledged orders lost",
+            "reported; recovers",
+        ),
+        Target(
+            "faults_always",
+            "20. the same with `appendfsync always`",
+            "0 lost; recovers",
+        ),
+        Target(
+            "faults_recovery",
+            "20. Redis answering again -> first order acknowledged (202), first offer",
+            "<= 5 s",
+        ),
     ),
 }
 
@@ -578,7 +597,7 @@ async def run_figures(
     procs: Processes, redis: Server, tmp: Path, only: set[str]
 ) -> dict[str, Figure]:
     """Measure the selected figures; drivers are seeded once for figures 2, 3 and 5 to 7, and
-    figure 8 has a Redis of its own."""
+    figures 8 and 20 have Redis servers of their own."""
     url = redis_url_of(redis)
     figures: dict[str, Figure] = {}
     if "rides" in only:
@@ -608,10 +627,12 @@ async def run_figures(
                     figures[name] = await measure(name, run(procs, svc, url), procs)
     if "ratelimit" in only:
         figures["ratelimit"] = await measure("ratelimit", figure_ratelimit(procs, url), procs)
-    if "contested" in only:
-        figures["contested"] = await measure(
-            "contested", contest_figure.figure_contest(procs, tmp), procs
-        )
+    for name, own_redis in (
+        ("contested", contest_figure.figure_contest),
+        ("faults", faults_bench.figure_faults),  # Redis servers it kills
+    ):
+        if name in only:
+            figures[name] = await measure(name, own_redis(procs, tmp), procs)
     if "jobs" in only:
         await flush(url)
         figures["jobs"] = await measure("jobs", jobs_bench.figure_jobs(procs, url), procs)
@@ -809,6 +830,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         ws_bench.ws_note(),
         dashboard_bench.dashboard_note(),
         batch_bench.batch_note(),
+        faults_bench.faults_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"
