@@ -33,8 +33,11 @@ demo: $(STAMP) system
 ## scripts' contracts, scenarios with the app and workers in-process, then real processes (e2e).
 ## Two pytest workers, each with a redis-server of its own: much of the e2e tier waits on
 ## processes starting, dying and timing out, which the other worker's tests fill.
+## Then the end-to-end tier (races, kills, real processes) again on a 3-master Redis Cluster
+## each worker starts for itself (tests/cluster.py): `pytest --redis cluster`.
 test: $(STAMP) system
 	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --redis cluster tests/e2e
 
 ## test-fast: pure logic and the Lua scripts' contracts only; no RideFlow process is started
 test-fast: $(STAMP) system
