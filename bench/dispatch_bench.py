@@ -6,6 +6,7 @@ import asyncio
 import csv
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -68,11 +69,13 @@ POSITION_DURATION_S = 6.0
 # 2. dequeue -> OFFERED
 
 
-async def paced_rides(orders: Orders) -> tuple[list[str], dict[str, float]]:
-    """Create DISPATCH_RIDES rides open loop at DISPATCH_RATE/s on a fixed schedule."""
+async def paced_rides(
+    orders: Orders, count: int = DISPATCH_RIDES
+) -> tuple[list[str], dict[str, float]]:
+    """Create `count` rides open loop at DISPATCH_RATE/s on a fixed schedule."""
     rng = random.Random(SEED + 2)
     bodies = []
-    for i in range(DISPATCH_RIDES):
+    for i in range(count):
         (plat, plng), (dlat, dlng) = point_in_square(rng, SQUARE_KM), point_in_disc(rng, 10)
         pickup, dropoff = Point(lat=plat, lng=plng), Point(lat=dlat, lng=dlng)
         bodies.append(RideCreate(rider_id=f"rider-{i}", pickup=pickup, dropoff=dropoff))
@@ -129,14 +132,23 @@ async def double_offers(redis: Redis, offered: list[tuple[str, str]]) -> dict[st
     return {"repeated_drivers": len(drivers) - len(set(drivers)), "mismatched_holders": mismatched}
 
 
-async def figure_dispatch(procs: Processes, svc: Services, redis_url: str) -> Figure:
-    """One dispatcher, rides created at a fixed rate, latencies from the rides' own stamps."""
+async def figure_dispatch(
+    procs: Processes,
+    svc: Services,
+    redis_url: str,
+    *,
+    rides: int = DISPATCH_RIDES,
+    rides_csv: Path | None = RIDES_CSV,
+    name: str = "dispatcher",
+) -> Figure:
+    """One dispatcher, rides created at a fixed rate, latencies from the rides' own stamps
+    (`rides` of them; every ride's row written to `rides_csv` unless None)."""
     settings = svc.settings.model_copy(update={"ride_offer_window_s": DISPATCH_WINDOW_S})
     orders = build_services(settings, svc.redis).orders
     after = await last_event_id(svc.redis)
-    dispatcher = await start_dispatcher(procs, redis_url, svc.redis)
+    dispatcher = await start_dispatcher(procs, redis_url, svc.redis, name=name)
     try:
-        ride_ids, pacing = await paced_rides(orders)
+        ride_ids, pacing = await paced_rides(orders, rides)
         say(f"  created {pacing['rides']:,} rides at {pacing['achieved_per_s']:,.0f}/s")
         statuses = await wait_settled(svc.redis, ride_ids)
     finally:
@@ -144,7 +156,8 @@ async def figure_dispatch(procs: Processes, svc: Services, redis_url: str) -> Fi
     warnings = sum(" WARNING " in line for line in dispatcher.output().splitlines())
     names = ["status", "driver", "t_QUEUED", "t_SEARCHING", "t_OFFERED", "offers"]
     rows = await ride_fields(svc.redis, ride_ids, names)
-    write_rides_csv(ride_ids, names, rows)
+    if rides_csv is not None:
+        write_rides_csv(rides_csv, ride_ids, names, rows)
     done = [(rid, row) for rid, row in zip(ride_ids, rows, strict=True) if row[0] == "OFFERED"]
     checks = await double_offers(svc.redis, [(rid, row[1]) for rid, row in done])
     breaches = await audit_city(svc.redis)
@@ -171,28 +184,30 @@ async def figure_dispatch(procs: Processes, svc: Services, redis_url: str) -> Fi
         "replay": verdict_text(replayed),
         **checks,
     }
-    figure = dispatch_figure(raw, len(done))
+    figure = dispatch_figure(raw, len(done), rides)
     figure.samples["2. dequeue -> OFFERED (Redis time)"] = [
         (int(r[4]) - int(r[3])) / 1000 for _rid, r in done
     ]
     return figure
 
 
-def write_rides_csv(ride_ids: list[str], names: list[str], rows: list[list[Any]]) -> None:
+def write_rides_csv(
+    path: Path, ride_ids: list[str], names: list[str], rows: list[list[Any]]
+) -> None:
     """Every ride's status, driver and stamps, for a closer look at slow ones."""
-    with RIDES_CSV.open("w", newline="") as out:
+    with path.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["ride_id", *names])
         writer.writerows([ride_id, *row] for ride_id, row in zip(ride_ids, rows, strict=True))
 
 
-def dispatch_figure(raw: dict[str, Any], offered: int) -> Figure:
+def dispatch_figure(raw: dict[str, Any], offered: int, rides: int = DISPATCH_RIDES) -> Figure:
     """Cells of figure 2: the targets hold only if every ride was offered, once, and the audit
     is clean."""
     dequeue, queued = raw["dequeue_to_offered"], raw["queued_to_offered"]
     doubles = raw["repeated_drivers"] + raw["mismatched_holders"] + raw["double_offers"]
-    complete = offered == DISPATCH_RIDES and raw["offered_more_than_once"] == 0
-    caveat = "" if complete else f" (only {offered:,} of {DISPATCH_RIDES:,} offered once)"
+    complete = offered == rides and raw["offered_more_than_once"] == 0
+    caveat = "" if complete else f" (only {offered:,} of {rides:,} offered once)"
     figure = Figure(raw=raw)
     figure.cells["dispatch_p50"] = (
         f"{dequeue['p50_ms']:.2f} ms{caveat}",
@@ -207,7 +222,7 @@ def dispatch_figure(raw: dict[str, Any], offered: int) -> Figure:
     warned = raw["dispatcher_log_warnings"]
     breaches = raw["audit_breaches"]
     figure.cells["dispatch_all"] = (
-        f"{offered:,} of {DISPATCH_RIDES:,}{f' (others: {others})' if others else ''} / {doubles};"
+        f"{offered:,} of {rides:,}{f' (others: {others})' if others else ''} / {doubles};"
         f" events: {raw['replay']}; `rideflow audit`:"
         f" {'clean' if not breaches else f'{breaches} breaches'}"
         f"{f'; the dispatcher logged {warned} warnings' if warned else ''}",
@@ -282,10 +297,12 @@ async def check_batch(server: Server, body: bytes) -> None:
         )
 
 
-async def figure_positions(procs: Processes, redis_url: str, fleet: Fleet) -> Figure:
+async def figure_positions(
+    procs: Processes, redis_url: str, fleet: Fleet, name: str = "api-positions"
+) -> Figure:
     """Closed loop of 500-position batches; positions/s counts only 200 answers."""
     bodies = position_bodies(fleet)
-    api = await start_api(procs, "api-positions", rideflow_env(redis_url))
+    api = await start_api(procs, name, rideflow_env(redis_url))
     headers = json_auth_headers()  # a batch of many drivers' positions: ADMIN
 
     def make(i: int) -> RequestSpec:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis as sync_redis
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from bench.loadgen import LoadResult, percentile
 from rideflow.auth.principal import Role
@@ -37,7 +37,7 @@ from rideflow.drivers.schemas import DriverCreate, DriverLocation
 from rideflow.errors import RideflowError
 from rideflow.orders.states import LIVE
 from rideflow.redis import keys
-from rideflow.redis.connections import create_redis
+from rideflow.redis.connections import is_cluster, open_redis
 from rideflow.services import Services, build_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -410,11 +410,20 @@ async def reading_stream(redis: Redis, pid: int) -> bool:
     ports = local_ports(pid)
     if not ports:
         return False
-    for client in await redis.client_list():
+    for client in await stream_node_clients(redis):
         port = int(str(client["addr"]).rsplit(":", 1)[1])
         if port in ports and client["cmd"] == "xreadgroup":
             return True
     return False
+
+
+async def stream_node_clients(redis: Redis) -> list[dict[str, Any]]:
+    """CLIENT LIST of the Redis holding the city's request stream (on a cluster, its master)."""
+    if is_cluster(redis):
+        cluster = cast(RedisCluster, redis)
+        node = cluster.get_node_from_key(keys.requests(CITY))
+        return cast(list[dict[str, Any]], await cluster.client_list(target_nodes=node))
+    return cast(list[dict[str, Any]], await redis.client_list())
 
 
 async def start_dispatcher(
@@ -487,7 +496,7 @@ async def services(redis_url: str, **overrides: Any) -> AsyncIterator[Services]:
     """The services with the settings the subprocesses get (and `overrides`); the client is
     closed after."""
     settings = bench_settings(redis_url, **overrides)
-    redis = create_redis(settings, "bench")
+    redis = await open_redis(settings, "bench")  # on a cluster, the slot map learnt first
     try:
         yield build_services(settings, redis)
     finally:

@@ -11,7 +11,8 @@ report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`,
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
 JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
 first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, 20 (Redis
-SIGKILL under load) in `faults_bench.py`, the charts in
+SIGKILL under load) in `faults_bench.py`, 21 (a Redis Cluster vs a single Redis) in
+`cluster_bench.py`, the charts in
 `charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
 access token (`harness.auth_headers`), signed with the secret the processes are given.
 """
@@ -39,11 +40,11 @@ from typing import Any
 import httpx
 import orjson
 import uvloop
-from redis.asyncio import Redis
 
 from bench import (
     batch_bench,
     charts,
+    cluster_bench,
     contest_figure,
     dashboard_bench,
     dispatch_bench,
@@ -73,6 +74,7 @@ from bench.harness import (
     SetupError,
     Target,
     auth_headers,
+    bench_settings,
     brief,
     failures,
     free_port,
@@ -93,6 +95,7 @@ from bench.loadgen import LoadResult, MakeRequest, RequestSpec, run_load
 from rideflow.api.ratelimit import RateLimiter
 from rideflow.auth.principal import Role
 from rideflow.config import Algorithm, RatePolicy, Settings
+from rideflow.redis.connections import create_redis
 from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
 
@@ -316,6 +319,30 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "faults_recovery",
             "20. Redis answering again -> first order acknowledged (202), first offer",
             "<= 5 s",
+        ),
+    ),
+    "cluster": (
+        Target(
+            "cluster_rides",
+            "21. `POST /v1/rides` saturation, 3-master Redis Cluster vs single Redis, same run",
+            "cluster >= 0.8x single",
+        ),
+        Target(
+            "cluster_dispatch_p50",
+            f"21. dequeue -> OFFERED p50 ({cluster_bench.DRIVERS:,} drivers, 500/s), cluster vs"
+            " single",
+            "cluster <= 1.2x single",
+        ),
+        Target(
+            "cluster_dispatch_p99",
+            f"21. dequeue -> OFFERED p99 ({cluster_bench.DRIVERS:,} drivers, 500/s), cluster vs"
+            " single",
+            "cluster <= 1.2x single",
+        ),
+        Target(
+            "cluster_positions",
+            "21. positions ingested, cluster vs single",
+            "cluster >= 0.8x single",
         ),
     ),
 }
@@ -585,8 +612,9 @@ async def figure_ratelimit(procs: Processes, redis_url: str) -> Figure:
 
 
 async def flush(redis_url: str) -> None:
-    """Empty the throwaway Redis (figure 1 leaves queued rides a dispatcher would pick up)."""
-    client = Redis.from_url(redis_url)
+    """Empty the throwaway Redis or cluster (figure 1 leaves queued rides a dispatcher would
+    pick up)."""
+    client = create_redis(bench_settings(redis_url), "bench-flush")
     try:
         await client.flushall()
     finally:
@@ -597,7 +625,7 @@ async def run_figures(
     procs: Processes, redis: Server, tmp: Path, only: set[str]
 ) -> dict[str, Figure]:
     """Measure the selected figures; drivers are seeded once for figures 2, 3 and 5 to 7, and
-    figures 8 and 20 have Redis servers of their own."""
+    figures 8, 20 and 21 have Redis servers of their own."""
     url = redis_url_of(redis)
     figures: dict[str, Figure] = {}
     if "rides" in only:
@@ -630,6 +658,7 @@ async def run_figures(
     for name, own_redis in (
         ("contested", contest_figure.figure_contest),
         ("faults", faults_bench.figure_faults),  # Redis servers it kills
+        ("cluster", cluster_bench.figure_cluster),  # a single Redis and a cluster of its own
     ):
         if name in only:
             figures[name] = await measure(name, own_redis(procs, tmp), procs)
@@ -831,6 +860,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         dashboard_bench.dashboard_note(),
         batch_bench.batch_note(),
         faults_bench.faults_note(),
+        cluster_bench.cluster_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"
