@@ -139,7 +139,19 @@ def _create_cluster(settings: Settings, url: str, owner: str, socket_timeout: fl
         require_full_coverage=False,
         maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
+    if url.startswith("redis://"):
+        packed_cluster(cluster)
     return cast(Redis, cluster)
+
+
+def packed_cluster(cluster: RedisCluster) -> None:
+    """Have every node's connections pack with hiredis, as the single client's do: redis-py's
+    cluster client takes no connection class, but makes each node it learns of from these
+    kwargs. Measured (figure 21): a 500-position batch cost 4.5 ms of CPU with redis-py's
+    packer, 2.8 ms with this, 2.3 ms on a single Redis."""
+    cluster.connection_kwargs["connection_class"] = PackedConnection
+    for node in cluster.nodes_manager.startup_nodes.values():
+        node.connection_class = PackedConnection
 
 
 async def open_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0) -> Redis:
