@@ -18,7 +18,7 @@ from rideflow.auth.principal import Role
 from rideflow.auth.revocations import keep_for, revoke_subject
 from rideflow.config import Settings
 from rideflow.orders.schemas import RideCreate
-from rideflow.redis.connections import create_redis
+from rideflow.redis.connections import open_redis
 from rideflow.services import build_services
 from tests.auth import access_token
 from tests.conftest import BLR, Workers, offset, settings_for
@@ -364,7 +364,7 @@ async def test_a_slow_consumer_is_closed_with_1013_while_another_keeps_receiving
     """The slow client stops reading: its kernel buffers fill (kept small here), then the
     server's send queue (64), and it is closed with 1013; the fast one receives every event."""
     settings = settings_for(flushed.url, ws_send_queue=64, ws_heartbeat_s=300)
-    redis = create_redis(settings, "test")
+    redis = await open_redis(settings, "test")
     orders = build_services(settings, redis).orders
     async with (
         served(settings, send_buffer=8192) as url,
