@@ -118,13 +118,15 @@ async def test_each_dispatcher_sweeps_every_citys_deadlines_and_a_killed_ones_of
             for city in CENTRES:
                 await add_driver(c, f"{city}-r{n}", city, north_m=100)
             rides = {city: await ride_in(c, city) for city in CENTRES}
-            offers = [(await wait_for_status(c, r, {"OFFERED"}))["offer_id"] for r in rides.values()]
+            offers = [
+                (await wait_for_status(c, r, {"OFFERED"}))["offer_id"] for r in rides.values()
+            ]
             # ...and only `alone` runs when the offers come due: it must let both lapse.
             with paused([d for d in dispatchers if d is not alone]):
                 for offer in offers:
                     assert (await c.get(f"/v1/offers/{offer}")).json()["status"] == "PENDING"
 
-                async def lapsed() -> bool:
+                async def lapsed(offers: list[str] = offers) -> bool:
                     answers = [(await c.get(f"/v1/offers/{o}")).json() for o in offers]
                     return all(a["status"] == "EXPIRED" for a in answers)
 

@@ -65,7 +65,9 @@ def test_two_of_each_share_the_port_dispatch_record_and_stop_together(tmp_path: 
         headers = any_admin()
         for n in range(RIDES):
             driver = f"d{n}"
-            r = httpx.post(f"{base}/v1/drivers", json={"id": driver, "name": driver}, headers=headers)
+            r = httpx.post(
+                f"{base}/v1/drivers", json={"id": driver, "name": driver}, headers=headers
+            )
             assert r.status_code == 201, r.text
             lat, lng = offset(*BLR, north_m=100 + 10 * n)
             r = httpx.put(
