@@ -60,7 +60,12 @@ def api(
     settings = Settings()
     logs.configure(settings.log_level)
     if reuse_port or name:
-        sock = listener.bind(host or settings.host, port or settings.port, reuse_port=reuse_port)
+        where = (host or settings.host, port or settings.port)
+        try:
+            sock = listener.bind(*where, reuse_port=reuse_port)
+        except OSError as exc:
+            typer.echo(f"rideflow api: cannot listen on {where[0]}:{where[1]}: {exc}", err=True)
+            raise typer.Exit(1) from exc
         listener.serve(settings, sock, name)
         return
     uvicorn.run(
