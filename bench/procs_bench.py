@@ -188,13 +188,17 @@ async def api_rounds(procs: Processes, redis: Server) -> dict[int, list[Saturati
     return rounds
 
 
-def bound(one: Saturation, two: Saturation, api_us: float | None = None) -> float:
+def bound(
+    one: Saturation, two: Saturation, api_us: float | None = None, generator: bool = True
+) -> float:
     """The most 2 API processes could do against 1 if the machine were theirs, the generator's
-    and Redis' alone: every core busy at the CPU costs per request measured with two (or with
-    the API's cost `api_us` instead), against one process busy for a whole core at its cost
-    with one. Costs, not rates: what other processes took from a round cancels out."""
+    and Redis' alone: every core busy at the CPU costs per request measured with two (with the
+    API's cost `api_us` instead, or without the generator's, when told), against one process
+    busy for a whole core at its cost with one. Costs, not rates: what other processes took
+    from a round cancels out."""
     api = two.per_request_us("api") if api_us is None else api_us
-    per_request = api + two.per_request_us("redis") + two.per_request_us("generator")
+    per_request = api + two.per_request_us("redis")
+    per_request += two.per_request_us("generator") if generator else 0.0
     return CORES * one.per_request_us("api") / per_request if per_request else 0.0
 
 
@@ -333,6 +337,7 @@ def procs_figure(apis: dict[int, list[Saturation]], dispatch: dict[int, list[Dra
     one, two = (median_by(apis[n], lambda s: s.rate) for n in (1, 2))
     ceiling = bound(one, two)
     ideal = bound(one, two, api_us=one.per_request_us("api"))
+    no_generator = bound(one, two, generator=False)
     bad = sum(failures(s.result, 202) for runs in apis.values() for s in runs)
     d_rate = {n: statistics.median(d.rate for d in runs) for n, runs in dispatch.items()}
     d_ratio = d_rate[2] / d_rate[1] if d_rate[1] else 0.0
@@ -349,6 +354,7 @@ def procs_figure(apis: dict[int, list[Saturation]], dispatch: dict[int, list[Dra
             "api_ratio": round(ratio, 4),
             "api_bound": round(ceiling, 4),
             "api_bound_at_one_process_cost": round(ideal, 4),
+            "api_bound_without_generator": round(no_generator, 4),
             "api_cpu_us_per_request": cost,
             "api_other_processes_pct_of_core": other,
             "api_balance_pct_of_core": balance,
@@ -388,8 +394,9 @@ def procs_figure(apis: dict[int, list[Saturation]], dispatch: dict[int, list[Dra
         f" CPU per request with 2 processes (median round) API {cost[2]['api']:.0f} us, load"
         f" generator {cost[2]['generator']:.0f} us, Redis {cost[2]['redis']:.0f} us, against"
         f" API {cost[1]['api']:.0f} us with 1 process on a full core (at that API cost with 2"
-        f" as well: {ideal:.2f}x). The two processes' CPU: {shares} of a core; other processes"
-        f" took {other[2]:g} % of a core meanwhile ({other[1]:g} % with 1)",
+        f" as well: {ideal:.2f}x; with a load generator costing nothing: {no_generator:.2f}x)."
+        f" The two processes' CPU: {shares} of a core; other processes took {other[2]:g} % of a"
+        f" core meanwhile ({other[1]:g} % with 1)",
         None,
     )
     d_rounds = {n: ", ".join(f"{d.rate:,.0f}" for d in runs) for n, runs in dispatch.items()}
@@ -418,8 +425,9 @@ def procs_note() -> str:
         f" against one process busy for a whole core at its cost per request with one: what a"
         f" second API process could add if the generator, Redis and the API processes had"
         f" the machine to themselves (costs, not rates, so CPU taken by other processes in a"
-        f" round cancels out). Other processes' CPU (other agents share this machine) is"
-        f" reported beside it. (b) {DRIVERS:,}"
+        f" round cancels out); the same without the generator's cost is what a generator on"
+        f" another machine would leave. Other processes' CPU (other agents share this machine)"
+        f" is reported beside it. (b) {DRIVERS:,}"
         f" drivers are seeded as in figure 2 (uniformly over the {SQUARE_KM:g} km square), and"
         f" in each round one or two `rideflow dispatcher --concurrency {DISPATCH_CONCURRENCY}`"
         f" processes are started and paused (SIGSTOP) while {RIDES:,} rides (pickups uniform"
