@@ -11,7 +11,7 @@ report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`,
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
 JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
 first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, 20 (Redis
-SIGKILL under load) in `faults_bench.py`, the charts in
+SIGKILL under load) in `faults_bench.py`, 21 (more processes) in `procs_bench.py`, the charts in
 `charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
 access token (`harness.auth_headers`), signed with the secret the processes are given.
 """
@@ -54,6 +54,7 @@ from bench import (
     menu_bench,
     nearest_bench,
     offers_bench,
+    procs_bench,
     recorder_bench,
     ws_bench,
 )
@@ -316,6 +317,19 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "faults_recovery",
             "20. Redis answering again -> first order acknowledged (202), first offer",
             "<= 5 s",
+        ),
+    ),
+    "procs": (
+        Target(
+            "procs_api",
+            "21. `POST /v1/rides`, 2 API processes vs 1 (`--api-workers`), same run",
+            ">= 1.6x",
+        ),
+        Target("procs_bound", "21. what bounds that ratio on this machine (information)", "-"),
+        Target(
+            "procs_dispatch",
+            "21. dispatch throughput, 2 dispatchers vs 1 (`--dispatchers`), same run",
+            "- (both reported)",
         ),
     ),
 }
@@ -645,6 +659,7 @@ async def run_figures(
         ("recorder", recorder_bench.figure_throughput),
         ("recorder_lag", recorder_bench.figure_lag),
         ("reqlog", recorder_bench.figure_reqlog),
+        ("procs", procs_bench.figure_procs),
     ):
         if name in only:
             await flush(url)
@@ -831,6 +846,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         dashboard_bench.dashboard_note(),
         batch_bench.batch_note(),
         faults_bench.faults_note(),
+        procs_bench.procs_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

@@ -48,6 +48,7 @@ class Recorder(Handler):
         *,
         burst: bool = False,
         record: Record | None = None,
+        sample: bool = True,
     ) -> None:
         codes = list(cities or [c.code for c in settings.cities])
         super().__init__(
@@ -67,6 +68,7 @@ class Recorder(Handler):
         self.migrated = not settings.database_auto_migrate
         self.sampled: dict[str, float] = {}  # city -> the last seen time (ms) recorded
         self.backlog = 0
+        self.sampling = sample  # off in all but one of several recorders (`rideflow up`)
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         try:
@@ -75,7 +77,8 @@ class Recorder(Handler):
             await self.record.dispose()
 
     async def start(self, runner: Runner) -> None:
-        runner.spawn(self._sample)
+        if self.sampling:
+            runner.spawn(self._sample)
         runner.spawn(self._watch_backlog)
         log.info(
             "recorder %s: %d streams into %s (batches of up to %d)",
