@@ -25,6 +25,7 @@ from rideflow.api import (
     history,
     jobs,
     legacy,
+    metrics,
     offers,
     problems,
     restaurants,
@@ -211,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dashboard,
         auth,
         health,
+        metrics,
     ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
@@ -226,6 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
             expose_headers=["RateLimit", "RateLimit-Policy", "Retry-After", "Location"],
         )
-    if settings.request_log_enabled:  # outermost: it sees every answer, 413 and 429 included
-        app.add_middleware(RequestLogMiddleware, trusted=settings.trusted_networks)
+    # Outermost: it sees every answer, 413 and 429 included; it times each request for the
+    # metrics, and logs it when the request log is on.
+    app.add_middleware(RequestLogMiddleware, trusted=settings.trusted_networks)
     return app
