@@ -44,6 +44,7 @@ from rideflow.dispatch.assign import Assigner
 from rideflow.dispatch.offers import Offers
 from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
+from rideflow.metrics import families as metrics_families
 from rideflow.orders.pins import TripPins
 from rideflow.orders.store import Orders
 from rideflow.process import freeze_startup_objects
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(limits, PipelinedRedis):
                 await limits.aclose()
             await redis.aclose()
+            metrics_families.process_ended()
 
     app = _with_pages(
         RideflowApp(

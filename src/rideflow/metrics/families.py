@@ -211,15 +211,17 @@ def sql_error(exc: BaseException) -> None:
     SQL_ERRORS.labels(type(exc).__name__).inc()
 
 
-def _mark_dead() -> None:
+def process_ended() -> None:
     """A process leaving takes its live gauges (sockets open, stream samples) with it; its
-    counters stay in the directory, summed into every scrape, as counters must."""
+    counters stay in the directory, summed into every scrape, as counters must. The API calls
+    it at the end of its lifespan: uvicorn ends by re-raising the SIGTERM it caught, which
+    skips `atexit`."""
     path = multiprocess_dir()
     if path is not None:
         multiprocess.mark_process_dead(os.getpid(), path)  # type: ignore[no-untyped-call]
 
 
 if multiprocess_dir() is not None:
-    # Registered where the families are made: every process that records anything (the API and
-    # its workers, dispatchers, job workers, the recorder) passes here, and no other needs it.
-    atexit.register(_mark_dead)
+    # Registered where the families are made: every process that records anything (dispatchers,
+    # job workers, the recorder, the API) passes here and marks itself on a normal exit.
+    atexit.register(process_ended)
