@@ -21,7 +21,7 @@ from rideflow.metrics.directory import multiprocess_dir
 
 # No `_created` series: multi-process mode has none, and a process alone would export one per
 # label set of every counter and histogram (a fifth of the text) that no panel reads.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 HTTP_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
