@@ -10,9 +10,10 @@ report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`,
 `contest_figure.py`, 9 in `jobs_bench.py`, 10 in `jobs_peer.py`, 11 to 13 (the recorder and
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
 JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
-first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, the charts in
-`charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
-access token (`harness.auth_headers`), signed with the secret the processes are given.
+first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, 20 (a
+`/metrics` scrape) in `metrics_bench.py`, the charts in `charts.py`, and what they share in
+`harness.py`. Every request to a RideFlow process carries an access token
+(`harness.auth_headers`), signed with the secret the processes are given.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from bench import (
     jobs_peer,
     jwt_bench,
     menu_bench,
+    metrics_bench,
     nearest_bench,
     offers_bench,
     recorder_bench,
@@ -298,6 +300,15 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "p95 <= window + 100 ms",
         ),
         Target("batch_solve", "19. one batch solved, at the cap", "<= 50 ms"),
+    ),
+    "metrics": (
+        Target(
+            "metrics_scrape",
+            "20. `/metrics` scrape, one API process of `rideflow up` (API + dispatcher summed),"
+            " after traffic",
+            "median <= 10 ms",
+        ),
+        Target("metrics_alone", "20. the same, an API process alone (information)", "-"),
     ),
 }
 
@@ -624,6 +635,7 @@ async def run_figures(
         ("recorder", recorder_bench.figure_throughput),
         ("recorder_lag", recorder_bench.figure_lag),
         ("reqlog", recorder_bench.figure_reqlog),
+        ("metrics", metrics_bench.figure_metrics),
     ):
         if name in only:
             await flush(url)
@@ -809,6 +821,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         ws_bench.ws_note(),
         dashboard_bench.dashboard_note(),
         batch_bench.batch_note(),
+        metrics_bench.metrics_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"
