@@ -11,9 +11,10 @@ report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`,
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
 JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
 first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, 20 (Redis
-SIGKILL under load) in `faults_bench.py`, 21 (more processes) in `procs_bench.py`, the charts in
-`charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
-access token (`harness.auth_headers`), signed with the secret the processes are given.
+SIGKILL under load) in `faults_bench.py`, 21 (more processes) in `procs_bench.py`, 22 (a
+`/metrics` scrape) in `metrics_bench.py`, the charts in `charts.py`, and what they share in
+`harness.py`. Every request to a RideFlow process carries an access token
+(`harness.auth_headers`), signed with the secret the processes are given.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from bench import (
     jobs_peer,
     jwt_bench,
     menu_bench,
+    metrics_bench,
     nearest_bench,
     offers_bench,
     procs_bench,
@@ -331,6 +333,15 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "21. dispatch throughput, 2 dispatchers vs 1 (`--dispatchers`), same run",
             "- (both reported)",
         ),
+    ),
+    "metrics": (
+        Target(
+            "metrics_scrape",
+            "22. `/metrics` scrape, one API process of `rideflow up` (API + dispatcher summed),"
+            " after traffic",
+            "median <= 10 ms",
+        ),
+        Target("metrics_alone", "22. the same, an API process alone (information)", "-"),
     ),
 }
 
@@ -660,6 +671,7 @@ async def run_figures(
         ("recorder_lag", recorder_bench.figure_lag),
         ("reqlog", recorder_bench.figure_reqlog),
         ("procs", procs_bench.figure_procs),
+        ("metrics", metrics_bench.figure_metrics),
     ):
         if name in only:
             await flush(url)
@@ -847,6 +859,7 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         batch_bench.batch_note(),
         faults_bench.faults_note(),
         procs_bench.procs_note(),
+        metrics_bench.metrics_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"
         " `bench/out/dispatch_rides.csv`, the servers' logs in `bench/out/logs/`. The CPU"

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     event_stream_cap: int = Field(
         default=100_000, gt=0, description="City event stream cap when record_enabled is off"
     )
+    metrics_sample_s: float = Field(
+        default=5.0, gt=0, description="How often the recorder samples stream lengths for /metrics"
+    )
     request_log_enabled: bool = Field(
         default=True, description="Every API request leaves an entry on the request-log stream"
     )

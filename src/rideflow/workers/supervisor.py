@@ -29,6 +29,7 @@ from types import FrameType
 import redis
 
 from rideflow.config import Settings
+from rideflow.metrics import directory as metrics_dir
 from rideflow.process import die_with_parent
 
 log = logging.getLogger("rideflow.up")
@@ -212,6 +213,9 @@ def up(settings: Settings, concurrency: int, shape: Shape | None = None) -> int:
         managed = ManagedRedis(settings.managed_redis_port, Path(settings.data_dir))
         managed.start()
         env["RIDEFLOW_REDIS_URL"] = managed.url
+    # One metrics directory for every part, emptied of the last run's: the API's /metrics sums it.
+    metrics = Path(env.get(metrics_dir.ENV) or Path(settings.data_dir) / "metrics")
+    env[metrics_dir.ENV] = str(metrics_dir.prepare(metrics))
     children: dict[str, subprocess.Popen[bytes]] = {}
     _migrate_record(settings)
     parts = shape.parts(concurrency)
