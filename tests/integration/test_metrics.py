@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from rideflow.auth.principal import Role
@@ -205,6 +206,7 @@ async def recorded_and_sampled(settings: Settings, redis: Redis, http: httpx.Asy
     assert after.labels_of("rideflow_stream_pending_entries")  # the groups were sampled
 
 
+@pytest.mark.single_redis("it sets maxmemory on one server")
 async def test_redis_and_sql_errors_are_counted_where_they_become_503(
     flushed: RedisServer, redis: Redis, tmp_path: Path
 ) -> None:
