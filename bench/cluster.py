@@ -1,6 +1,6 @@
 """A throwaway Redis Cluster: redis-servers with `--cluster-enabled yes` on free ports, joined by
 `redis-cli --cluster create`; never the machine's shared Redis. The tests' cluster
-(`tests/cluster.py` re-exports it) and the cluster of figure 21 of `make bench`."""
+(`tests/cluster.py` re-exports it) and the cluster of figure 23 of `make bench`."""
 
 from __future__ import annotations
 

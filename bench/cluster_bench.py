@@ -1,4 +1,4 @@
-"""Figure 21: the main figures on a 3-master Redis Cluster against a single Redis, in one run.
+"""Figure 23: the main figures on a 3-master Redis Cluster against a single Redis, in one run.
 
 A throwaway redis-server and a throwaway 3-master cluster (`bench/cluster.py`) of the figure's
 own, both empty. On each in turn, with the very same load: figure 1's `POST /v1/rides`
@@ -238,9 +238,9 @@ def cluster_figure(rides: dict[str, list[LoadResult]], fleet: dict[str, Any]) ->
 
 
 def cluster_note() -> str:
-    """How figure 21 is measured."""
+    """How figure 23 is measured."""
     return (
-        "21. **A 3-master Redis Cluster vs a single Redis.** The figure starts a redis-server and"
+        "23. **A 3-master Redis Cluster vs a single Redis.** The figure starts a redis-server and"
         " a Redis Cluster of three masters (`bench/cluster.py`: `redis-server --cluster-enabled"
         " yes` on free ports, no replicas, no persistence, joined by `redis-cli --cluster"
         " create`) of its own; RideFlow reaches the cluster through"

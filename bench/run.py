@@ -11,10 +11,11 @@ report; figures 2 and 3 are in `dispatch_bench.py`, 5 to 7 in `offers_bench.py`,
 the request log) in `recorder_bench.py`, 14 in `menu_bench.py`, 15 in `nearest_bench.py`, 16 (the
 JWT check) in `jwt_bench.py`, 17 (the WebSocket gateway) in `ws_bench.py`, 18 (the dashboard's
 first render) in `dashboard_bench.py`, 19 (batch vs greedy) in `batch_bench.py`, 20 (Redis
-SIGKILL under load) in `faults_bench.py`, 21 (a Redis Cluster vs a single Redis) in
-`cluster_bench.py`, the charts in
-`charts.py`, and what they share in `harness.py`. Every request to a RideFlow process carries an
-access token (`harness.auth_headers`), signed with the secret the processes are given.
+SIGKILL under load) in `faults_bench.py`, 21 (more processes) in `procs_bench.py`, 22 (a
+`/metrics` scrape) in `metrics_bench.py`, 23 (a Redis Cluster vs a single Redis) in
+`cluster_bench.py`, the charts in `charts.py`, and what they share in `harness.py`. Every request
+to a RideFlow process carries an access token (`harness.auth_headers`), signed with the secret
+the processes are given.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ from bench import (
     jobs_peer,
     jwt_bench,
     menu_bench,
+    metrics_bench,
     nearest_bench,
     offers_bench,
+    procs_bench,
     recorder_bench,
     ws_bench,
 )
@@ -321,27 +324,49 @@ TARGETS: dict[str, tuple[Target, ...]] = {
             "<= 5 s",
         ),
     ),
+    "procs": (
+        Target(
+            "procs_api",
+            "21. `POST /v1/rides`, 2 API processes vs 1 (`--api-workers`), same run",
+            ">= 1.6x",
+        ),
+        Target("procs_bound", "21. what bounds that ratio on this machine (information)", "-"),
+        Target(
+            "procs_dispatch",
+            "21. dispatch throughput, 2 dispatchers vs 1 (`--dispatchers`), same run",
+            "- (both reported)",
+        ),
+    ),
+    "metrics": (
+        Target(
+            "metrics_scrape",
+            "22. `/metrics` scrape, one API process of `rideflow up` (API + dispatcher summed),"
+            " after traffic",
+            "median <= 10 ms",
+        ),
+        Target("metrics_alone", "22. the same, an API process alone (information)", "-"),
+    ),
     "cluster": (
         Target(
             "cluster_rides",
-            "21. `POST /v1/rides` saturation, 3-master Redis Cluster vs single Redis, same run",
+            "23. `POST /v1/rides` saturation, 3-master Redis Cluster vs single Redis, same run",
             "cluster >= 0.8x single",
         ),
         Target(
             "cluster_dispatch_p50",
-            f"21. dequeue -> OFFERED p50 ({cluster_bench.DRIVERS:,} drivers, 500/s), cluster vs"
+            f"23. dequeue -> OFFERED p50 ({cluster_bench.DRIVERS:,} drivers, 500/s), cluster vs"
             " single",
             "cluster <= 1.2x single",
         ),
         Target(
             "cluster_dispatch_p99",
-            f"21. dequeue -> OFFERED p99 ({cluster_bench.DRIVERS:,} drivers, 500/s), cluster vs"
+            f"23. dequeue -> OFFERED p99 ({cluster_bench.DRIVERS:,} drivers, 500/s), cluster vs"
             " single",
             "cluster <= 1.2x single",
         ),
         Target(
             "cluster_positions",
-            "21. positions ingested, cluster vs single",
+            "23. positions ingested, cluster vs single",
             "cluster >= 0.8x single",
         ),
     ),
@@ -625,7 +650,7 @@ async def run_figures(
     procs: Processes, redis: Server, tmp: Path, only: set[str]
 ) -> dict[str, Figure]:
     """Measure the selected figures; drivers are seeded once for figures 2, 3 and 5 to 7, and
-    figures 8, 20 and 21 have Redis servers of their own."""
+    figures 8, 20 and 23 have Redis servers of their own."""
     url = redis_url_of(redis)
     figures: dict[str, Figure] = {}
     if "rides" in only:
@@ -674,6 +699,8 @@ async def run_figures(
         ("recorder", recorder_bench.figure_throughput),
         ("recorder_lag", recorder_bench.figure_lag),
         ("reqlog", recorder_bench.figure_reqlog),
+        ("procs", procs_bench.figure_procs),
+        ("metrics", metrics_bench.figure_metrics),
     ):
         if name in only:
             await flush(url)
@@ -860,6 +887,8 @@ def method_notes(figures: dict[str, Figure]) -> list[str]:
         dashboard_bench.dashboard_note(),
         batch_bench.batch_note(),
         faults_bench.faults_note(),
+        procs_bench.procs_note(),
+        metrics_bench.metrics_note(),
         cluster_bench.cluster_note(),
         "",
         "Raw numbers, per round, are in `bench/out/results.json`, every ride of figure 2 in"

@@ -12,7 +12,7 @@ import typer
 import uvloop
 
 from rideflow import logs
-from rideflow.config import Settings
+from rideflow.config import MAX_PROCESSES, Settings
 from rideflow.process import freeze_startup_objects, stop_on_signals
 
 if TYPE_CHECKING:
@@ -39,14 +39,35 @@ def chosen_cities(settings: Settings, city: list[str] | None) -> list[str]:
 def api(
     host: Annotated[str | None, typer.Option(help="Interface to bind")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind")] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            help="Bind with SO_REUSEPORT, so that several API processes share the port "
+            "(as `rideflow up --api-workers N` runs them)"
+        ),
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Name this process in an X-RideFlow-Process header on every answer"),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (needs a Redis: RIDEFLOW_REDIS_URL)."""
     import uvicorn
 
+    from rideflow.api import listener
     from rideflow.api.serving import server_options
 
     settings = Settings()
     logs.configure(settings.log_level)
+    if reuse_port or name:
+        where = (host or settings.host, port or settings.port)
+        try:
+            sock = listener.bind(*where, reuse_port=reuse_port)
+        except OSError as exc:
+            typer.echo(f"rideflow api: cannot listen on {where[0]}:{where[1]}: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        listener.serve(settings, sock, name)
+        return
     uvicorn.run(
         "rideflow.api.app:create_app",
         factory=True,
@@ -116,6 +137,13 @@ def recorder(
             "--stock/--no-stock", help="Also give food orders' stock back (`rideflow stock`)"
         ),
     ] = True,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample/--no-sample",
+            help="Sample drivers' positions into the record (one recorder of several does)",
+        ),
+    ] = True,
 ) -> None:
     """Record event streams, the request log, finished jobs and driver samples into SQL until
     SIGTERM or Ctrl-C (migrating the record first unless RIDEFLOW_DATABASE_AUTO_MIGRATE=false)."""
@@ -128,7 +156,7 @@ def recorder(
 
     async def main() -> None:
         stop = stop_on_signals()
-        worker = Recorder(settings, cities, burst=burst)
+        worker = Recorder(settings, cities, burst=burst, sample=sample)
         freeze_startup_objects()
         if not with_stock or burst:
             await worker.run(stop)
@@ -161,18 +189,51 @@ def stock(
     uvloop.run(main())
 
 
+def _count(what: str, env: str) -> Any:
+    """A `rideflow up` count option: 1 to MAX_PROCESSES; unset, the setting `env` decides."""
+    return typer.Option(min=1, max=MAX_PROCESSES, help=f"{what}; env {env}", show_default=False)
+
+
 @cli.command()
 def up(
     concurrency: Annotated[int | None, typer.Option(help="Dispatcher concurrency")] = None,
+    api_workers: Annotated[
+        int | None, _count("API processes, sharing the port (default 1)", "RIDEFLOW_API_WORKERS")
+    ] = None,
+    dispatchers: Annotated[
+        int | None, _count("Dispatchers (default 2)", "RIDEFLOW_DISPATCHERS")
+    ] = None,
+    job_workers: Annotated[
+        int | None, _count("Job workers (default 1)", "RIDEFLOW_JOB_WORKERS")
+    ] = None,
+    recorders: Annotated[int | None, _count("Recorders (default 1)", "RIDEFLOW_RECORDERS")] = None,
 ) -> None:
     """Run everything on this machine: a managed Redis (unless RIDEFLOW_REDIS_URL is set), the
     API, two dispatchers (offers lapse on time while one is down), a job worker and the
-    recorder (the record is migrated first)."""
+    recorder (the record is migrated first); the flags run more of each."""
+    from pydantic import ValidationError
+
     from rideflow.auth.secret import WeakSecret, jwt_secret
+    from rideflow.workers.supervisor import Shape
     from rideflow.workers.supervisor import up as run_up
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            typer.echo(
+                f"rideflow up: RIDEFLOW_{name}={error.get('input')!r}: {error['msg']}", err=True
+            )
+        raise typer.Exit(2) from exc
     logs.configure(settings.log_level)
+    default = Shape.of(settings)
+    shape = Shape(
+        api_workers or default.api,
+        dispatchers or default.dispatchers,
+        job_workers or default.jobs,
+        recorders or default.recorders,
+    )
     try:
         jwt_secret(settings)  # made (or refused) once here, so every part shares the one secret
     except WeakSecret as exc:
@@ -182,7 +243,7 @@ def up(
         "Accounts: make an admin with `rideflow users create --role admin --email you@example.com"
         " --name 'Your Name'`; others register at POST /v1/auth/register"
     )
-    raise typer.Exit(run_up(settings, concurrency or settings.dispatcher_concurrency))
+    raise typer.Exit(run_up(settings, concurrency or settings.dispatcher_concurrency, shape))
 
 
 @cli.command()

@@ -49,6 +49,8 @@ class RateRoute(BaseModel):
     policy: str
 
 
+MAX_PROCESSES = 64
+"""Most processes of one kind `rideflow up` starts (a typo of 100 should not fork 100)."""
 DEFAULT_CITIES = [City(code="blr", name="Bengaluru", lat=12.9716, lng=77.5946, radius_km=30)]
 DEFAULT_POLICIES = {
     "default": RatePolicy(algorithm="sliding_window", limit=600, window_s=60),
@@ -74,6 +76,23 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    # What `rideflow up` runs (its flags --api-workers, --dispatchers, --job-workers and
+    # --recorders override these).
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="`rideflow up`: API processes, all serving `port` (SO_REUSEPORT)",
+    )
+    dispatchers: int = Field(
+        default=2,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="`rideflow up`: dispatchers; two or more, so that offers still lapse on "
+        "time while one is down",
+    )
+    job_workers: int = Field(default=1, ge=1, le=MAX_PROCESSES, description="`rideflow up`")
+    recorders: int = Field(default=1, ge=1, le=MAX_PROCESSES, description="`rideflow up`")
     redis_pool_size: int = 64
     redis_cluster_node_connections: int = Field(
         default=2048,
@@ -102,6 +121,9 @@ class Settings(BaseSettings):
     track_sample_s: float = Field(default=10.0, gt=0, description="driver_tracks: one row per")
     event_stream_cap: int = Field(
         default=100_000, gt=0, description="City event stream cap when record_enabled is off"
+    )
+    metrics_sample_s: float = Field(
+        default=5.0, gt=0, description="How often the recorder samples stream lengths for /metrics"
     )
     request_log_enabled: bool = Field(
         default=True, description="Every API request leaves an entry on the request-log stream"

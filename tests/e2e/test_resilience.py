@@ -90,11 +90,16 @@ def up_env(tmp_path: Path, api_port: int, redis_port: int) -> dict[str, str]:
     return env
 
 
-def start_up(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """`rideflow up`, waited for until it is ready."""
+def start_up(
+    env: dict[str, str], log_path: Path, *args: str, within: float = 30
+) -> subprocess.Popen[bytes]:
+    """`rideflow up *args`, waited for until it is ready."""
     with log_path.open("ab") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "rideflow", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "rideflow", "up", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{env['RIDEFLOW_PORT']}"
 
@@ -105,7 +110,7 @@ def start_up(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         except httpx.TransportError:
             return False
 
-    wait_until(ready, 30, "rideflow up")
+    wait_until(ready, within, "rideflow up")
     return up
 
 

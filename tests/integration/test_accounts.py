@@ -372,8 +372,13 @@ async def test_api_keys_are_made_shown_once_listed_used_and_revoked(
     assert [k["id"] for k in listed.json()["keys"]] == [made["id"], weak["id"]]
     assert "rfk_" not in str([k for k in listed.json()["keys"] if "key" in k])
     assert all("key" not in k for k in listed.json()["keys"])
+    # ... and as the bearer token (a scraper may send only `Authorization`) ...
+    as_bearer = {"Authorization": f"Bearer {key}"}
+    assert (await client.get("/v1/admin/api-keys", headers=as_bearer)).status_code == 200
     # ... a CUSTOMER key may not do what only ADMIN may ...
     r = await client.get("/v1/admin/api-keys", headers={"X-API-Key": weak["key"]})
+    assert problem(r, 403)
+    r = await client.get("/v1/admin/api-keys", headers={"Authorization": f"Bearer {weak['key']}"})
     assert problem(r, 403)
     # ... it works from SQL when its cache entry is gone ...
     async for cached in redis.scan_iter(keys.api_key("*")):
@@ -389,6 +394,7 @@ async def test_api_keys_are_made_shown_once_listed_used_and_revoked(
     ).status_code == 204
     r = await client.get("/v1/admin/api-keys", headers={"X-API-Key": key})
     assert "API key" in problem(r, 401)["detail"]
+    assert problem(await client.get("/v1/admin/api-keys", headers=as_bearer), 401)
     async for cached in redis.scan_iter(keys.api_key("*")):
         await redis.delete(cached)
     assert problem(await client.get("/v1/admin/api-keys", headers={"X-API-Key": key}), 401)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from rideflow.config import Settings
 from rideflow.dispatch.audit import audit
 from rideflow.redis import keys
+from rideflow.redis.connections import sync_client
 from tests.conftest import BLR, env_of
 from tests.fleet import add_driver, request_ride
 
@@ -57,7 +58,6 @@ async def test_clean_state_passes_and_breaches_are_reported(
 
 
 def test_the_command_exits_1_on_a_breach_and_0_when_clean(settings: Settings) -> None:
-    import redis as sync_redis
 
     env = {**os.environ, **env_of(settings)}
 
@@ -73,7 +73,7 @@ def test_the_command_exits_1_on_a_breach_and_0_when_clean(settings: Settings) ->
 
     done = run()
     assert done.returncode == 0 and "audit: clean" in done.stdout, done.stdout + done.stderr
-    client = sync_redis.Redis.from_url(settings.redis_url or "")
+    client = sync_client(settings.redis_url or "")
     client.hset(keys.order("blr", "x"), mapping={"status": "ACCEPTED", "driver": "ghost"})
     client.close()
     done = run()

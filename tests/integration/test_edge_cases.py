@@ -230,6 +230,7 @@ async def out_of_memory(redis: Redis) -> AsyncIterator[None]:
         await redis.config_set("maxmemory", "0")
 
 
+@pytest.mark.single_redis("it sets maxmemory on one server")
 async def test_redis_refusing_writes_is_503_with_retry_after(
     client: httpx.AsyncClient, out_of_memory: None
 ) -> None:

@@ -16,6 +16,8 @@ from rideflow.redis.pipelined import PipelinedRedis
 from rideflow.redis.scripts import Scripts
 from tests.servers import RedisServer, eventually
 
+pytestmark = pytest.mark.single_redis("PipelinedRedis serves single-Redis URLs only")
+
 
 async def test_concurrent_calls_get_their_own_replies(flushed: RedisServer) -> None:
     mux = PipelinedRedis(flushed.url, "test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from rideflow.config import RatePolicy
@@ -27,6 +28,7 @@ async def logged(redis: Redis) -> list[dict[str, str]]:
     return [f for _, f in await redis.xrange(keys.request_log())]
 
 
+@pytest.mark.single_redis("it counts XADDs in one server's INFO commandstats")
 async def test_requests_leave_entries_sent_only_when_the_buffer_is_flushed(
     flushed: RedisServer, redis: Redis
 ) -> None:

@@ -118,6 +118,7 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/v1/admin/leaderboard"): "401 403 403 403 403 pass",  # needs ?city
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): ADMIN,
 }
 
 ACCOUNT_PUBLIC = "pass pass pass pass pass pass"

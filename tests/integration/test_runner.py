@@ -11,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from rideflow.config import Settings
+from rideflow.redis.connections import open_redis
 from rideflow.redis.streams import Entry, trim_acknowledged
 from rideflow.workers.runner import Handler, Poison, Runner
 from tests.servers import RedisServer, eventually
@@ -44,7 +46,7 @@ class Recorder(Handler):
 @pytest.fixture
 async def runner_redis(flushed: RedisServer) -> AsyncIterator[Redis]:
     """A client of the runner's own (the runner closes it when it stops)."""
-    client = Redis.from_url(flushed.url, decode_responses=True)
+    client = await open_redis(Settings(redis_url=flushed.url), "runner-test")
     yield client
     await client.aclose()
 

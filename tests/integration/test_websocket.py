@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -364,8 +365,9 @@ async def test_a_slow_consumer_is_closed_with_1013_while_another_keeps_receiving
     """The slow client stops reading: its kernel buffers fill (kept small here), then the
     server's send queue (64), and it is closed with 1013; the fast one receives every event."""
     settings = settings_for(flushed.url, ws_send_queue=64, ws_heartbeat_s=300)
-    redis = await open_redis(settings, "test")  # on a cluster, the slot map learnt first
+    redis = await open_redis(settings, "test")
     orders = build_services(settings, redis).orders
+    closed_before = REGISTRY.get_sample_value(SLOW_CLOSED) or 0
     async with (
         served(settings, send_buffer=8192) as url,
         opened(settings, url, "admin-slow", Role.ADMIN, small_buffer=True, max_queue=1) as slow,
@@ -395,7 +397,12 @@ async def test_a_slow_consumer_is_closed_with_1013_while_another_keeps_receiving
         assert "fell behind" in closed.value.rcvd.reason
         assert held < flood
         assert (await fast.request("pong"))["type"] == "ack"
+        # Counted once for /metrics, the fast one not at all.
+        assert REGISTRY.get_sample_value(SLOW_CLOSED) == closed_before + 1
     await redis.aclose()
+
+
+SLOW_CLOSED = "rideflow_websocket_slow_consumers_closed_total"
 
 
 def _ride(rider: str) -> dict[str, Any]:

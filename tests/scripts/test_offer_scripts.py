@@ -86,7 +86,7 @@ async def test_create_offers_the_first_eligible_candidate_and_books_everything(
     entry = await redis.xadd(keys.requests(CITY), {"order": ORDER})
     await redis.xreadgroup(keys.DISPATCH_GROUP, "c", {keys.requests(CITY): ">"})
     await redis.zadd(keys.retries(CITY), {ORDER: 1})
-    await put_order(redis, ORDER)
+    await put_order(redis, ORDER, t_SEARCHING="1700000000000000")
     await put_driver(redis, "stale")
     await redis.zadd(keys.seen(CITY), {"stale": 1})  # its last position is long past
     await put_driver(redis, "d1")
@@ -94,7 +94,8 @@ async def test_create_offers_the_first_eligible_candidate_and_books_everything(
     reply = await create(scripts, ["stale", "d1"], entry=entry)
 
     assert reply[0] == "OFFERED" and reply[1] == 2  # the second candidate, 1-based
-    _, _, at, token, deadline, name, rating, vehicle = reply
+    _, _, at, token, deadline, name, rating, vehicle, searching_since = reply
+    assert searching_since == "1700000000000000"  # the order's latest SEARCHING stamp
     assert token == 1 and (name, rating, vehicle) == ("Driver d1", "4.5", "KA01")
     assert before + 15_000 <= deadline <= await now_ms(redis) + 15_000
     assert await redis.hgetall(keys.offer(CITY, OFFER)) == {
@@ -154,6 +155,7 @@ async def test_accept_keeps_the_driver_and_releases_the_lease(
     assert await accept(scripts, "d1", "999") == ["STALE_TOKEN", token]
     first = await accept(scripts, "d1", token)
     assert first[0] == "ACCEPTED" and first[2] == ""
+    assert first[3] == reply[2]  # when the offer was made (offer_create's `at`)
     assert await accept(scripts, "d1", token) == ["ACCEPTED", first[1], "replay"]
     assert await redis.hmget(keys.offer(CITY, OFFER), ["status", "answered"]) == [
         "ACCEPTED",

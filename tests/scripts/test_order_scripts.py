@@ -95,9 +95,13 @@ async def test_begin_searches_once_and_drops_what_is_not_searching(
     reply = await begin(scripts)
     # One excluded driver: three asked for; the order's own radius is the first one.
     assert reply[:5] == ["SEARCHING", f"{LAT},{LNG}", "nearest", "800", 3]
-    assert sorted(reply[5::2]) == ["a", "b"] and all(float(m) < 1 for m in reply[6::2])
+    # How long it waited queued: from its QUEUED stamp to the SEARCHING one this call made.
+    order = await redis.hgetall(keys.order(CITY, ORDER))
+    assert int(reply[5]) == int(order["t_SEARCHING"]) - int(order["t_QUEUED"]) >= 0
+    assert sorted(reply[6::2]) == ["a", "b"] and all(float(m) < 1 for m in reply[7::2])
     assert [e["status"] for e in await events(redis, ORDER)] == ["SEARCHING"]
-    assert (await begin(scripts))[0] == "SEARCHING"  # again: no second event
+    again = await begin(scripts)
+    assert again[0] == "SEARCHING" and again[5] == ""  # searching already: no wait, no event
     assert len(await events(redis, ORDER)) == 1
 
     await redis.zadd(keys.retries(CITY), {ORDER: 1})
@@ -176,7 +180,7 @@ async def test_transition_refusals(redis: Redis, scripts: Scripts) -> None:
     ]
     assert await events(redis, ORDER) == []
     ok = await step(scripts, "DRIVER_ARRIVING", "ACCEPTED", "d1", by="d1")
-    assert ok[0] == "OK"
+    assert ok[0] == "OK" and ok[2] == ""  # no offer withdrawn
     assert await events(redis, ORDER) == [
         {"status": "DRIVER_ARRIVING", "at": ok[1], "driver": "d1", "offer": ""}
     ]
@@ -194,7 +198,7 @@ async def test_cancelling_an_offered_order_withdraws_the_offer_and_frees_the_dri
     await redis.zadd(keys.offers_due(CITY), {offer: 1})
     await redis.zadd(keys.retries(CITY), {ORDER: 1})
     ok = await step(scripts, "CANCELLED", "QUEUED,SEARCHING,OFFERED", "d1", offer, final="1")
-    assert ok[0] == "OK"
+    assert ok[0] == "OK" and ok[2] == offer  # the offer withdrawn, named for the metrics
     assert await redis.hmget(keys.offer(CITY, offer), ["status", "answered"]) == [
         "WITHDRAWN",
         ok[1],
@@ -232,7 +236,7 @@ async def test_a_completed_trip_counts_on_todays_leaderboard_and_a_cancel_does_n
             args=[*EVENT_CAPS, order_id, target, status, "d1", "", "", "1", 30_000, 600,
                   172_800],
         )  # fmt: skip
-        assert reply[0] == "OK", (n, reply)
+        assert reply[0] == "OK" and reply[2] == "", (n, reply)  # accepted: nothing withdrawn
     assert await redis.zrange(BOARD, 0, -1, withscores=True) == [("d1", 2.0)]
     assert 172_790 < await redis.ttl(BOARD) <= 172_800
     # Without the key (older callers) the step still works and counts nothing.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
@@ -13,6 +14,7 @@ from rideflow.redis.scripts import Scripts, source
 from tests.scripts.conftest import CITY, LAT, LNG, now_ms, put_driver
 
 
+@pytest.mark.single_redis("SCRIPT EXISTS and SCRIPT FLUSH reach one node of a cluster")
 async def test_each_script_runs_after_the_prelude_and_is_cached_by_its_whole_text(
     redis: Redis, scripts: Scripts
 ) -> None:

@@ -25,6 +25,7 @@ from rideflow.api import (
     history,
     jobs,
     legacy,
+    metrics,
     offers,
     problems,
     restaurants,
@@ -43,6 +44,7 @@ from rideflow.dispatch.assign import Assigner
 from rideflow.dispatch.offers import Offers
 from rideflow.drivers.store import Drivers
 from rideflow.jobs.store import Jobs
+from rideflow.metrics import families as metrics_families
 from rideflow.orders.pins import TripPins
 from rideflow.orders.store import Orders
 from rideflow.process import freeze_startup_objects
@@ -184,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if isinstance(limits, PipelinedRedis):
                 await limits.aclose()
             await redis.aclose()
+            metrics_families.process_ended()
 
     app = _with_pages(
         RideflowApp(
@@ -211,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dashboard,
         auth,
         health,
+        metrics,
     ):
         app.include_router(module.router)
     if settings.rate_limit_enabled:
@@ -226,6 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-API-Key"],
             expose_headers=["RateLimit", "RateLimit-Policy", "Retry-After", "Location"],
         )
-    if settings.request_log_enabled:  # outermost: it sees every answer, 413 and 429 included
-        app.add_middleware(RequestLogMiddleware, trusted=settings.trusted_networks)
+    # Outermost: it sees every answer, 413 and 429 included; it times each request for the
+    # metrics, and logs it when the request log is on.
+    app.add_middleware(RequestLogMiddleware, trusted=settings.trusted_networks)
     return app

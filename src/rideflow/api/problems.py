@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from rideflow.api.security import API_KEY_SCHEME
 from rideflow.errors import RideflowError
+from rideflow.metrics.families import redis_error, sql_error
 from rideflow.record.db import database_outage
 
 PROBLEM_JSON = "application/problem+json"
@@ -162,6 +163,7 @@ def _redis_error(request: Request, exc: Exception) -> Response:
 def redis_failure(exc: RedisError, where: str) -> Response:
     """503 with `Retry-After` while Redis is down or refusing work; any other Redis error is a
     command this server got wrong: a 500, which no retry would cure."""
+    redis_error(exc)
     if not redis_outage(exc):
         log.error("redis refused a command on %s", where, exc_info=exc)
         return problem(
@@ -190,6 +192,7 @@ def _database_error(request: Request, exc: Exception) -> Response:
     """503 while the record's database cannot serve (a retry may succeed); other SQL errors are
     this server's fault: 500."""
     where = f"{request.method} {request.url.path}"
+    sql_error(exc)
     if not database_outage(exc):
         log.error("the database refused a statement on %s", where, exc_info=exc)
         return problem(

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from rideflow.auth.principal import Principal, Role
 from rideflow.config import RatePolicy, Settings
+from rideflow.metrics.families import rate_decision
 from rideflow.redis import keys
 from rideflow.redis.scripts import Scripts
 
@@ -135,6 +136,7 @@ class RateLimiter:
                 keys=[key], args=[policy.limit, window_ms, policy.burst or policy.limit]
             )
         verdict = parse_verdict(reply)
+        rate_decision(name, verdict.allowed)
         return Decision(
             name,
             policy,

@@ -6,9 +6,10 @@
 `AnyCaller` (any authenticated role), and for back ends `MerchantCaller` / `FleetCaller` (ADMIN,
 or an API key with role CUSTOMER / DRIVER; not an account of that role). The caller comes from a
 bearer access token (`Authorization: Bearer <jwt>`, the OAuth2 password flow of `/docs`) or a back
-end's API key (`X-API-Key`); a route that takes no caller is public (health, docs, login). Each
-shows in the OpenAPI document as a security requirement; `allowed_roles` and `key_only_roles` read
-them back (the role matrix, the README's table: `python -m rideflow.api.access`).
+end's API key (`X-API-Key`, or as the bearer token); a route that takes no caller is public
+(health, docs, login). Each shows in the OpenAPI document as a security requirement;
+`allowed_roles` and `key_only_roles` read them back (the role matrix, the README's table:
+`python -m rideflow.api.access`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowPassword, OAuthFlows
 from fastapi.security.base import SecurityBase
 
+from rideflow.auth.apikeys import KEY_PREFIX
 from rideflow.auth.principal import Principal, Role
 from rideflow.auth.tokens import AccessTokens
 from rideflow.errors import Forbidden, Unauthorized
@@ -38,6 +40,10 @@ async def authenticate(request: Request, token: str | None, key: str | None) -> 
     known = request.scope.get(PRINCIPAL)
     if isinstance(known, Principal):
         return known
+    if token and not key and token.startswith(KEY_PREFIX):
+        # A back end's key as a bearer token: what a scraper that sends only `Authorization`
+        # can present (Prometheus' `authorization: credentials_file`).
+        token, key = None, token
     if token:
         tokens: AccessTokens = request.state.tokens
         principal = tokens.verify(token)

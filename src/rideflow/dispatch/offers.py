@@ -16,6 +16,7 @@ from rideflow.config import Settings
 from rideflow.dispatch.matcher import Candidate
 from rideflow.dispatch.schemas import OfferAnswered, OfferStatus, OfferView
 from rideflow.errors import Conflict, NotFound
+from rideflow.metrics import families as metrics
 from rideflow.orders.states import OrderStatus
 from rideflow.orders.store import point
 from rideflow.redis import keys
@@ -56,21 +57,24 @@ class Reservation(StrEnum):
 
 class Reserved(NamedTuple):
     """`offer_create.lua`'s reply: the offer and which candidate took it (0-based position in
-    the ranking), or the order's status when it is no longer searching."""
+    the ranking), when it was made and since when the order was searching (epoch us text), or
+    the order's status when it is no longer searching."""
 
     outcome: Reservation
     offer: Offered | None = None
     candidate: int = -1
     status: str = ""
+    at: str = ""
+    searching_since: str = ""
 
 
 def parse_reserved(reply: list[Any], offer_id: str) -> Reserved:
     """`offer_create.lua`'s reply, typed."""
     outcome = Reservation(reply[0])
     if outcome is Reservation.OFFERED:
-        _, index, _at, token, deadline, name, rating, vehicle = reply
+        _, index, at, token, deadline, name, rating, vehicle, since = reply
         offer = Offered(offer_id, int(token), int(deadline), name, float(rating or 0), vehicle)
-        return Reserved(outcome, offer, int(index) - 1)
+        return Reserved(outcome, offer, int(index) - 1, at=str(at), searching_since=str(since))
     if outcome is Reservation.NOT_SEARCHING:
         return Reserved(outcome, status=str(reply[1]))
     return Reserved(outcome)
@@ -97,19 +101,42 @@ SETTLED = frozenset({Answer.ACCEPTED, Answer.REJECTED, Answer.EXPIRED, Answer.RE
 
 class Answered(NamedTuple):
     """An answer script's reply: `at` (epoch us text) when settled; `detail` is 'offline' or
-    'replay' for a settled answer, and the driver, token, status or deadline a refusal names."""
+    'replay' for a settled answer, and the driver, token, status or deadline a refusal names;
+    `offered_at` (epoch us text) is when an offer accepted just now was made."""
 
     outcome: Answer
     at: str = ""
     detail: str = ""
+    offered_at: str = ""
 
 
 def parse_answered(reply: list[Any]) -> Answered:
     """`offer_accept.lua`'s or `offer_release.lua`'s reply, typed."""
     outcome = Answer(reply[0])
     if outcome in SETTLED:
-        return Answered(outcome, str(reply[1]), str(reply[2]))
+        offered_at = str(reply[3]) if len(reply) > 3 else ""
+        return Answered(outcome, str(reply[1]), str(reply[2]), offered_at)
     return Answered(outcome, detail=str(reply[1]) if len(reply) > 1 else "")
+
+
+OUTCOME_NAMES = {
+    Answer.ACCEPTED: "accepted",
+    Answer.REJECTED: "rejected",
+    Answer.EXPIRED: "lapsed",
+    Answer.REPAIRED: "lost",
+}
+"""A settled answer as `rideflow_offers_total` names its outcome."""
+
+
+def count_answer(answered: Answered) -> Answered:
+    """Count an offer settled just now (not a replayed answer, nor a refusal) in the metrics;
+    an acceptance also times the offered -> accepted stage."""
+    name = OUTCOME_NAMES.get(answered.outcome)
+    if name is not None and answered.detail != "replay":
+        metrics.offer(name)
+        if answered.outcome is Answer.ACCEPTED:
+            metrics.stage("offered_to_accepted", answered.offered_at, answered.at)
+    return answered
 
 
 class Offers:
@@ -155,7 +182,11 @@ class Offers:
             ],
             args=args,
         )
-        return parse_reserved(reply, offer_id)
+        reserved = parse_reserved(reply, offer_id)
+        if reserved.outcome is Reservation.OFFERED:
+            metrics.offer("offered")
+            metrics.stage("searching_to_offered", reserved.searching_since, reserved.at)
+        return reserved
 
     def _city(self, offer_id: str) -> str:
         code = offer_id.partition("-")[0]
@@ -286,7 +317,7 @@ class Offers:
             ],
             args=[*self.settings.event_caps(), offer_id, driver_id, token],
         )
-        return parse_answered(reply)
+        return count_answer(parse_answered(reply))
 
     async def _release(
         self,
@@ -324,4 +355,4 @@ class Offers:
                 reason,
             ],
         )
-        return parse_answered(reply)
+        return count_answer(parse_answered(reply))

@@ -13,6 +13,7 @@ from rideflow.config import Settings
 from rideflow.dispatch.geo import nearby, pairs, with_profiles
 from rideflow.dispatch.matcher import Candidate, needs_profiles, rank
 from rideflow.dispatch.offers import Offered, Offers, Reservation
+from rideflow.metrics import families as metrics
 from rideflow.redis import keys
 from rideflow.redis.scripts import Scripts
 
@@ -31,7 +32,8 @@ class Outcome:
 
 class Begun(NamedTuple):
     """`order_begin.lua`'s reply: the order's status, and when it is SEARCHING, what to search
-    around and the first search's hits (nearest first)."""
+    around, the first search's hits (nearest first), and how long it waited queued when this
+    call took it out of the queue (None otherwise)."""
 
     status: str
     lat: float
@@ -40,6 +42,7 @@ class Begun(NamedTuple):
     widest_m: float | None
     ask: int
     found: list[Candidate]
+    waited_us: int | None = None
 
 
 def parse_begun(reply: list[Any]) -> Begun:
@@ -47,7 +50,7 @@ def parse_begun(reply: list[Any]) -> Begun:
     if reply[0] != "SEARCHING":
         return Begun(str(reply[0]), 0.0, 0.0, "", None, 0, [])
     lat, _, lng = reply[1].partition(",")
-    widest = reply[3]
+    widest, waited = reply[3], reply[5]
     return Begun(
         "SEARCHING",
         float(lat),
@@ -55,7 +58,8 @@ def parse_begun(reply: list[Any]) -> Begun:
         str(reply[2]),
         float(widest) if widest else None,
         int(reply[4]),
-        pairs(reply[5:]),
+        pairs(reply[6:]),
+        int(waited) if waited else None,
     )
 
 
@@ -97,7 +101,7 @@ class Dispatcher:
     async def begin(self, city: str, order_id: str, entry_id: str = "") -> Begun:
         """Mark the order SEARCHING (when it was QUEUED) and run its first search; an order
         past searching is settled (its entry acknowledged) and its status returned."""
-        return parse_begun(
+        begun = parse_begun(
             await self.scripts.order_begin(
                 keys=[
                     keys.order(city, order_id),
@@ -119,6 +123,9 @@ class Dispatcher:
                 ],
             )
         )
+        if begun.waited_us is not None:
+            metrics.stage_lasted("queued_to_searching", begun.waited_us)
+        return begun
 
     def radii(self, begun: Begun) -> list[float]:
         """The search steps of an order: the configured ones, up to its own widest radius."""

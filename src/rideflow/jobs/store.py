@@ -255,19 +255,19 @@ class Jobs:
         """Counts per status, and per task: totals, throughput over the last minute, run time
         and wait (due to started) percentiles over the latest completions."""
         names = self.registry.names
+        # Redis' clock, read on its own: a cluster pipeline refuses TIME (no key, no node).
+        seconds, micros = await self.redis.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for status in STATUSES:
                 pipe.zcard(keys.jobs_index(status))
             for name in names:
                 pipe.hgetall(keys.job_stats(name))
                 pipe.lrange(keys.job_recent(name), 0, -1)
-            pipe.time()
             replies = await pipe.execute()
         counts = dict(zip(STATUSES, (int(n) for n in replies[: len(STATUSES)]), strict=True))
-        seconds, micros = replies[-1]
         now_ms = seconds * 1000 + micros // 1000
         tasks: dict[str, TaskStats] = {}
-        rest = replies[len(STATUSES) : -1]
+        rest = replies[len(STATUSES) :]
         for name, counters, recent in zip(names, rest[::2], rest[1::2], strict=True):
             if not counters:
                 continue

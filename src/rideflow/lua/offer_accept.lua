@@ -4,13 +4,13 @@
 --     [6] the order's event stream, [7] city event stream
 -- ARGV[1] order events cap, [2] city events cap, [3] offer id, [4] the answering driver,
 --     [5] their fencing token
--- Returns {'ACCEPTED', at us, ''}, or {'ACCEPTED', first at us, 'replay'} when it was accepted
+-- Returns {'ACCEPTED', at us, '', the offer's creation us}, or {'ACCEPTED', first at us, 'replay'} when it was accepted
 -- already (a first reply lost); or a refusal, changing nothing: {'GONE'}, {'NOT_YOURS', driver},
 -- {'STALE_TOKEN', token}, {'ANSWERED', status} (the offer, or its order, has moved on), or
 -- {'LATE', deadline ms} (past the deadline: the caller lets the offer lapse).
 local offer_id, driver = ARGV[3], ARGV[4]
 local o = redis.call('HMGET', KEYS[1], 'order', 'driver', 'token', 'deadline', 'status',
-  'answered')
+  'answered', 'created')
 if not o[1] then return {'GONE'} end
 if o[2] ~= driver then return {'NOT_YOURS', o[2]} end
 if o[3] ~= ARGV[5] then return {'STALE_TOKEN', o[3]} end
@@ -30,4 +30,4 @@ redis.call('HSET', KEYS[3], 'offer', '', 'lapses', 0)
 redis.call('HSET', KEYS[2], 'status', 'ACCEPTED', 't_ACCEPTED', at)
 emit(KEYS[6], KEYS[7], ARGV[1], ARGV[2], order_id, 'status', 'ACCEPTED', 'at', at,
   'driver', driver, 'offer', offer_id)
-return {'ACCEPTED', at, ''}
+return {'ACCEPTED', at, '', o[7] or ''}

@@ -13,7 +13,7 @@
 --     deadline, [9] retention s of a finished order, then one (driver id, pickup distance m) pair
 --     per candidate, best first
 -- Returns {'OFFERED', index of the offered candidate (1-based), at us, token, deadline ms, name,
--- rating, vehicle}; {'NONE'} when none is eligible; {'LATE'} when the order's search deadline
+-- rating, vehicle, searching since us (the order's latest SEARCHING; '' if unstamped)}; {'NONE'} when none is eligible; {'LATE'} when the order's search deadline
 -- has passed (nothing is booked then); {'NOT_SEARCHING', status or 'GONE'} when the order is no
 -- longer searching (its entry is acknowledged and its retry dropped then).
 local order_id, offer_id = ARGV[3], ARGV[7]
@@ -21,7 +21,7 @@ local function settle()
   if ARGV[4] ~= '' then redis.call('XACK', KEYS[4], ARGV[5], ARGV[4]) end
   redis.call('ZREM', KEYS[5], order_id)
 end
-local r = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'window_ms')
+local r = redis.call('HMGET', KEYS[1], 'status', 'deadline', 'window_ms', 't_SEARCHING')
 if r[1] ~= 'SEARCHING' then
   settle()
   return {'NOT_SEARCHING', r[1] or 'GONE'}
@@ -60,7 +60,8 @@ for i = 12, #KEYS, 2 do
         emit(KEYS[6], KEYS[7], ARGV[1], ARGV[2], order_id, 'status', 'OFFERED', 'at', at,
           'driver', id, 'offer', offer_id, 'pickup_m', dist)
         settle()
-        return {'OFFERED', (i - 10) / 2, at, token, deadline, d[3] or '', d[4] or '', d[5] or ''}
+        return {'OFFERED', (i - 10) / 2, at, token, deadline, d[3] or '', d[4] or '', d[5] or '',
+          r[4] or ''}
       end
     end
   end

@@ -7,11 +7,14 @@
 --     order came from the retry set), [5] group, [6] first search radius m, [7] most candidates,
 --     [8] retention s of a finished order
 -- Returns {'SEARCHING', pickup 'lat,lng', strategy, max radius m or '', candidates to ask for,
--- driver id, distance m, driver id, distance m, ...} nearest first, or {status} (or {'GONE'})
--- when there is nothing to do (NO_DRIVER_FOUND when it waited queued past its deadline).
+-- us it waited queued (when this call took it out of QUEUED; '' otherwise), driver id, distance m,
+-- driver id, distance m, ...} nearest first, or {status} (or {'GONE'}) when there is nothing to
+-- do (NO_DRIVER_FOUND when it waited queued past its deadline).
 local order_id = ARGV[3]
-local r = redis.call('HMGET', KEYS[1], 'status', 'pickup', 'deadline', 'strategy', 'radius_m')
+local r = redis.call('HMGET', KEYS[1], 'status', 'pickup', 'deadline', 'strategy', 'radius_m',
+  't_QUEUED')
 local status = r[1]
+local waited = ''
 if status == 'QUEUED' then
   local now = now_us()
   local at = us_text(now)
@@ -26,6 +29,7 @@ if status == 'QUEUED' then
       'reason', reason)
   else
     status = 'SEARCHING'
+    if r[6] then waited = us_text(now - tonumber(r[6])) end
     redis.call('HSET', KEYS[1], 'status', status, 't_' .. status, at)
     emit(KEYS[5], KEYS[6], ARGV[1], ARGV[2], order_id, 'status', status, 'at', at)
   end
@@ -42,7 +46,7 @@ local count = tonumber(ARGV[7]) + redis.call('SCARD', KEYS[7])
 local lat, lng = string.match(r[2], '([^,]+),([^,]+)')
 local found = redis.call('GEOSEARCH', KEYS[4], 'FROMLONLAT', lng, lat, 'BYRADIUS', radius, 'm',
   'ASC', 'COUNT', count, 'WITHDIST')
-local out = {'SEARCHING', r[2], r[4] or 'nearest', r[5] or '', count}
+local out = {'SEARCHING', r[2], r[4] or 'nearest', r[5] or '', count, waited}
 for _, hit in ipairs(found) do
   out[#out + 1] = hit[1]
   out[#out + 1] = hit[2]

@@ -10,8 +10,9 @@
 --     none), [7] the offer the caller read ('' for none), [8] the driver making the step ('' for
 --     the customer), [9] '1' when the step is final, [10] staleness window ms, [11] retention s of
 --     a finished order, [12] (with KEYS[12]) how long the leaderboard is kept, s
--- Returns {'OK', at us}, {'ILLEGAL', status}, {'NOT_YOURS', driver}, {'CHANGED'} when the
--- order's driver or offer moved under the caller (read again and retry), or {'GONE'}.
+-- Returns {'OK', at us, the offer withdrawn or ''}, {'ILLEGAL', status}, {'NOT_YOURS', driver},
+-- {'CHANGED'} when the order's driver or offer moved under the caller (read again and retry), or
+-- {'GONE'}.
 local order_id, target, driver, offer = ARGV[3], ARGV[4], ARGV[6], ARGV[7]
 local final = ARGV[9] == '1'
 local r = redis.call('HMGET', KEYS[1], 'status', 'driver', 'offer')
@@ -27,13 +28,13 @@ redis.call('HSET', KEYS[1], 'status', target, 't_' .. target, at)
 local withdrawn = (final and r[1] == 'OFFERED') and offer or ''
 emit(KEYS[5], KEYS[6], ARGV[1], ARGV[2], order_id, 'status', target, 'at', at,
   'driver', driver, 'offer', withdrawn)
-if not final then return {'OK', at} end
+if not final then return {'OK', at, withdrawn} end
 local retain = tonumber(ARGV[11])
 redis.call('EXPIRE', KEYS[1], retain)
 redis.call('EXPIRE', KEYS[5], retain)
 redis.call('EXPIRE', KEYS[7], retain)
 redis.call('ZREM', KEYS[4], order_id)
-if driver == '' then return {'OK', at} end
+if driver == '' then return {'OK', at, withdrawn} end
 if withdrawn ~= '' then
   if redis.call('EXISTS', KEYS[10]) == 1 then
     redis.call('HSET', KEYS[10], 'status', 'WITHDRAWN', 'answered', at)
@@ -46,4 +47,4 @@ if KEYS[12] and (target == 'COMPLETED' or target == 'DELIVERED') then
   redis.call('ZINCRBY', KEYS[12], 1, driver)
   redis.call('EXPIRE', KEYS[12], tonumber(ARGV[12]))
 end
-return {'OK', at}
+return {'OK', at, withdrawn}

@@ -14,6 +14,7 @@ from rideflow.cities import CityMap, area_text
 from rideflow.config import City, Settings
 from rideflow.errors import Conflict, NotFound, Unprocessable
 from rideflow.idempotency import IDEMPOTENCY_TTL_S, fingerprint
+from rideflow.metrics import families as metrics
 from rideflow.orders.schemas import (
     DeliveryCreate,
     DeliveryView,
@@ -43,15 +44,21 @@ class Step(StrEnum):
 
 
 class Stepped(NamedTuple):
-    """`order_transition.lua`'s reply: the outcome and its detail (the time in us when OK)."""
+    """`order_transition.lua`'s reply: the outcome and its detail (the time in us when OK), and
+    the offer the step withdrew ('' for none)."""
 
     outcome: Step
     detail: str = ""
+    withdrawn: str = ""
 
 
 def parse_stepped(reply: list[Any]) -> Stepped:
     """`order_transition.lua`'s reply, typed."""
-    return Stepped(Step(reply[0]), str(reply[1]) if len(reply) > 1 else "")
+    return Stepped(
+        Step(reply[0]),
+        str(reply[1]) if len(reply) > 1 else "",
+        str(reply[2]) if len(reply) > 2 else "",
+    )
 
 
 class Orders:
@@ -302,8 +309,10 @@ class Orders:
                     LEADERBOARD_TTL_S,
                 ],
             )
-            outcome, detail = parse_stepped(reply)
+            outcome, detail, withdrawn = parse_stepped(reply)
             if outcome is Step.OK:
+                if withdrawn:
+                    metrics.offer("withdrawn")
                 return
             if outcome is Step.ILLEGAL:
                 raise Conflict(illegal_step_text(kind, order_id, detail, action))

@@ -19,6 +19,7 @@ from rideflow.dispatch.offers import Offers
 from rideflow.drivers.schemas import DriverLocation, DriverStatusUpdate, DriverView, Location
 from rideflow.drivers.store import Drivers
 from rideflow.errors import Forbidden, NotFound, RideflowError, Unprocessable
+from rideflow.metrics import families as metrics
 from rideflow.realtime.hub import Hub
 from rideflow.realtime.positions import Positions
 from rideflow.realtime.protocol import Inbound, ack, encode, error, parse
@@ -95,6 +96,8 @@ class Gateway:
         """Serve an accepted socket until the client leaves or it is closed."""
         session = Session(ws, principal, self.settings.ws_send_queue)
         self.hub.add(session)
+        connected = metrics.WS_CONNECTIONS.labels(principal.role.value)
+        connected.inc()
         try:
             await self.hub.wake()
             session.send(
@@ -121,6 +124,7 @@ class Gateway:
                 if text is not None:
                     await self.handle(session, text)
         finally:
+            connected.dec()
             self.hub.remove(session)
             await session.stop()
 
@@ -147,7 +151,8 @@ class Gateway:
         except (RideflowError, ValidationError) as exc:
             session.send(error(message.id, exc))
             return
-        except RedisError:
+        except RedisError as exc:
+            metrics.redis_error(exc)
             log.exception("a %s message failed on Redis", message.type)
             session.send(error(message.id, _Unavailable("Redis is unavailable; retry shortly")))
             return

@@ -13,6 +13,7 @@ from collections import deque
 from starlette.websockets import WebSocket
 
 from rideflow.auth.principal import Principal, Role
+from rideflow.metrics.families import WS_SLOW_CLOSED
 from rideflow.realtime.protocol import Close, encode
 
 log = logging.getLogger("rideflow.realtime")
@@ -60,6 +61,7 @@ class Session:
         if self.ending is not None:
             return False
         if len(self.queue) >= self.limit:
+            WS_SLOW_CLOSED.inc()
             self.end(Close.TRY_AGAIN_LATER, FELL_BEHIND)
             return False
         self.queue.append(text)

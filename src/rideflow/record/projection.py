@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -74,6 +74,16 @@ PG_EVENTS_INSERT = PG_EVENTS.insert(
 PG_OFFERS = bulk.Rows(OFFERS, OFFER_COLUMNS)
 PG_OFFERS_MADE = PG_OFFERS.insert(f"ON CONFLICT (id) DO UPDATE SET {_excluded(OFFER_MADE)}")
 PG_OFFERS_SETTLED = PG_OFFERS.insert(f"ON CONFLICT (id) DO UPDATE SET {_excluded(OFFER_SETTLED)}")
+
+ORDER_LOCKS = 0x5246  # 'RF': the advisory-lock class of orders being recorded (PostgreSQL)
+PG_LOCK_ORDERS = text(
+    "SELECT count(pg_advisory_xact_lock(:class, k)) FROM (SELECT DISTINCT hashtext(id) AS k"
+    " FROM unnest(CAST(:ids AS text[])) AS id ORDER BY k) AS keys"
+)
+"""Recorders side by side (`rideflow up --recorders N`): a batch waits for any other batch
+writing one of its orders. Row locks (`FOR UPDATE`) cannot do it for an order neither has
+created yet (both would insert it; one failed on the key); the locks are taken in one order,
+so two batches never wait for each other."""
 
 FINAL = frozenset(("COMPLETED", "DELIVERED", "CANCELLED", "NO_DRIVER_FOUND"))
 OFFER_OUTCOME = {"REJECTED": "rejected", "EXPIRED": "lapsed"}
@@ -244,6 +254,8 @@ async def project_events(conn: AsyncConnection, events: Sequence[Event]) -> Coun
     if not todo:
         return counts
     ids = sorted({e.fields["order"] for e in todo})
+    if conn.dialect.name == "postgresql":
+        await conn.execute(PG_LOCK_ORDERS, {"class": ORDER_LOCKS, "ids": ids})
     # The ids inline, not as parameters: PostgreSQL hashes a constant IN list, and compares
     # each row against every parameter of a parameter list (a batch's order ids from a
     # sequential scan, which it picks while a young table has no statistics, took 70 ms).

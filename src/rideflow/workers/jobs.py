@@ -34,6 +34,7 @@ from rideflow.config import Settings
 from rideflow.jobs import tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from rideflow.jobs.registry import REGISTRY, JobContext, Registry
 from rideflow.jobs.store import RECENT_KEPT, purge
+from rideflow.metrics import families as metrics
 from rideflow.redis import keys
 from rideflow.redis.connections import create_redis, redis_url
 from rideflow.redis.pipelined import PipelinedRedis
@@ -273,6 +274,7 @@ class JobWorker(Handler):
             for job, run, b, status in zip(jobs, runs, begun, statuses, strict=True):
                 b.set_result(status == "started")
                 if status == "started":
+                    metrics.job(job.task, "started")
                     self.counts["started"] += 1
                     self.counts["wait_ms_total"] += max(0, int(now_ms - job.run_at_ms))
                 else:
@@ -316,6 +318,7 @@ class JobWorker(Handler):
         )
         now_ms = time.time() * 1000
         for job in map(Started.parse, reply):
+            metrics.job(job.task, "started")
             self.counts["started"] += 1
             self.counts["wait_ms_total"] += max(0, int(now_ms - job.run_at_ms))
             self._launch(job)
@@ -409,6 +412,7 @@ class JobWorker(Handler):
             RECENT_KEPT,
             self.settings.jobs_finished_stream_cap,
         ]
+        outcomes: list[str] = []
         for o in batch:
             j = o.job
             script_keys += [
@@ -418,6 +422,7 @@ class JobWorker(Handler):
                 keys.job_recent(j.task),
             ]
             outcome = "ok" if o.ok else ("timeout" if o.text.startswith("timed out") else "error")
+            outcomes.append(outcome)
             args += [j.job_id, j.token, j.queue, outcome, o.text, o.run_us, random.random()]
         try:
             statuses = parse_finished(await self.steps.job_finish(keys=script_keys, args=args))
@@ -427,7 +432,8 @@ class JobWorker(Handler):
             for o in batch:
                 self._release(o.job)
             raise
-        for o, status in zip(batch, statuses, strict=True):
+        for o, outcome, status in zip(batch, outcomes, statuses, strict=True):
+            metrics.job_ran(o.job.task, outcome, status, o.run_us)
             self.counts[status] += 1
             if status == "stale":
                 log.warning(

@@ -21,6 +21,8 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from rideflow.config import Settings
+from rideflow.metrics import families as metrics
+from rideflow.metrics.streams import sample_streams
 from rideflow.record import projection
 from rideflow.record.backlog import backlog, recorder_streams
 from rideflow.record.db import Record, database_outage
@@ -48,6 +50,7 @@ class Recorder(Handler):
         *,
         burst: bool = False,
         record: Record | None = None,
+        sample: bool = True,
     ) -> None:
         codes = list(cities or [c.code for c in settings.cities])
         super().__init__(
@@ -67,6 +70,7 @@ class Recorder(Handler):
         self.migrated = not settings.database_auto_migrate
         self.sampled: dict[str, float] = {}  # city -> the last seen time (ms) recorded
         self.backlog = 0
+        self.sampling = sample  # off in all but one of several recorders (`rideflow up`)
 
     async def run(self, stop: asyncio.Event) -> Counter[str]:
         try:
@@ -75,8 +79,10 @@ class Recorder(Handler):
             await self.record.dispose()
 
     async def start(self, runner: Runner) -> None:
-        runner.spawn(self._sample)
+        if self.sampling:
+            runner.spawn(self._sample)
         runner.spawn(self._watch_backlog)
+        runner.spawn(self._sample_streams)
         log.info(
             "recorder %s: %d streams into %s (batches of up to %d)",
             runner.consumer,
@@ -96,6 +102,7 @@ class Recorder(Handler):
             except Exception as exc:
                 if not database_outage(exc) or not self.runner.working:
                     raise
+                metrics.sql_error(exc)
                 self.counts["sql_retries"] += 1
                 log.warning("recorder: SQL unavailable (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -126,6 +133,9 @@ class Recorder(Handler):
             counts = await projection.project_events(conn, events)
             counts["requests"] += await projection.project_requests(conn, requests)
             counts["jobs"] += await projection.project_jobs(conn, jobs)
+        if batch:
+            oldest_ms = min(int(e.id.partition("-")[0]) for e in batch)  # entry ids: Redis ms
+            metrics.RECORDER_LAG_SECONDS.observe(max(0.0, time.time() - oldest_ms / 1000))
         self.counts.update(counts)
         self.counts["batches"] += 1
         return counts
@@ -141,6 +151,7 @@ class Recorder(Handler):
                 except Exception as exc:
                     if not database_outage(exc):
                         raise
+                    metrics.sql_error(exc)
                     log.warning("recorder: driver sample of %s not recorded: %s", city, exc)
 
     async def sample(self, city: str) -> int:
@@ -187,10 +198,15 @@ class Recorder(Handler):
         self.counts["driver_samples"] += len(tracks)
         return len(drivers)
 
+    async def _sample_streams(self) -> None:
+        """Stream lengths and group backlogs for /metrics (this process reads every stream)."""
+        await sample_streams(self.redis, self.settings, lambda: self.runner.live)
+
     async def _watch_backlog(self) -> None:
         warned = False
         while self.runner.live:
             self.backlog = await backlog(self.redis, self.streams)
+            metrics.RECORDER_BACKLOG.set(self.backlog)
             over = self.backlog > self.settings.recorder_backlog_warn
             if over and not warned:
                 log.warning(

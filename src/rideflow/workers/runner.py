@@ -29,6 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rideflow.metrics.families import redis_error
 from rideflow.redis.connections import initialized, slot_groups
 from rideflow.redis.streams import Entry, ensure_group, parse_read, trim_acknowledged
 
@@ -196,6 +197,7 @@ class Runner:
                 if not self.live:
                     return
                 self.counts["redis_errors"] += 1
+                redis_error(exc)
                 self.trouble += 1
                 log.warning("%s: %s; retrying", loop.__name__, exc)
                 await asyncio.sleep(ERROR_PAUSE_S)
@@ -335,6 +337,7 @@ class Runner:
         """Work failed for want of Redis: not acknowledged, it is re-read (as delivered
         before) once Redis answers again."""
         self.counts["redis_errors"] += 1
+        redis_error(exc)
         self.trouble += 1
         log.warning("%s: %s", self.handler.name, exc)
 

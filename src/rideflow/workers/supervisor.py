@@ -1,6 +1,15 @@
-"""`rideflow up`: a managed redis-server (unless one is configured), the API, two dispatchers, a
-job worker and the recorder, started together and stopped together; none outlives `rideflow up`,
-even when it is killed with -9."""
+"""`rideflow up`: a managed redis-server (unless one is configured), the API processes, the
+dispatchers, the job workers and the recorders (by default one API, two dispatchers, one job
+worker, one recorder), started together and stopped together; none outlives `rideflow up`, even
+when it is killed with -9, and the death of any one stops them all.
+
+Several of each are safe by construction: the API processes share the port (`api.listener`) and
+hold no state of their own; dispatchers, job workers and recorders read their streams through
+consumer groups, so every entry goes to one of them, and every dispatcher sweeps every city's
+offer deadlines (a due offer is claimed before it is expired, so two never expire it twice);
+only the first recorder samples drivers' positions into the record (a timer, not a stream:
+several would write the same samples).
+"""
 
 from __future__ import annotations
 
@@ -13,21 +22,64 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import redis
 
 from rideflow.config import Settings
+from rideflow.metrics import directory as metrics_dir
 from rideflow.process import die_with_parent
 
 log = logging.getLogger("rideflow.up")
 STOP_TIMEOUT_S = 10.0
 PORT_WAIT_S = 15.0
 """How long a start waits for the ports of a previous run's processes, still shutting down."""
-DISPATCHERS = 2
-"""Two, so that an offer still lapses on time while one is down: the other sweeps its deadlines
-(a sole dispatcher's crash made lapses ~0.4 s late; see figure 7 of `make bench`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How many of each process `rideflow up` runs. Two dispatchers by default, so that an offer
+    still lapses on time while one is down: the other sweeps its deadlines (a sole dispatcher's
+    crash made lapses ~0.4 s late; see figure 7 of `make bench`)."""
+
+    api: int = 1
+    dispatchers: int = 2
+    jobs: int = 1
+    recorders: int = 1
+
+    @classmethod
+    def of(cls, settings: Settings) -> Shape:
+        return cls(
+            settings.api_workers, settings.dispatchers, settings.job_workers, settings.recorders
+        )
+
+    def __str__(self) -> str:
+        counts = [
+            (self.api, "API process", "API processes"),
+            (self.dispatchers, "dispatcher", "dispatchers"),
+            (self.jobs, "job worker", "job workers"),
+            (self.recorders, "recorder", "recorders"),
+        ]
+        return ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in counts)
+
+    def parts(self, concurrency: int) -> list[tuple[str, list[str]]]:
+        """(name, `rideflow` arguments) of every process, named `api-1`, `dispatcher-2`, ..."""
+        out = [
+            (f"api-{n}", ["api", "--reuse-port", "--name", f"api-{n}"])
+            for n in range(1, self.api + 1)
+        ]
+        out += [(f"jobs-{n}", ["jobs"]) for n in range(1, self.jobs + 1)]
+        out += [
+            (f"recorder-{n}", ["recorder"] if n == 1 else ["recorder", "--no-sample"])
+            for n in range(1, self.recorders + 1)
+        ]
+        out += [
+            (f"dispatcher-{n}", ["dispatcher", "--concurrency", str(concurrency)])
+            for n in range(1, self.dispatchers + 1)
+        ]
+        return out
 
 
 class ManagedRedis:
@@ -145,8 +197,9 @@ def _migrate_record(settings: Settings) -> None:
         log.error("the record's database could not be migrated: %s", exc)
 
 
-def up(settings: Settings, concurrency: int, dispatchers: int = DISPATCHERS) -> int:
+def up(settings: Settings, concurrency: int, shape: Shape | None = None) -> int:
     """Run everything until Ctrl-C or SIGTERM, or until a part dies; leave nothing running."""
+    shape = shape or Shape.of(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -160,13 +213,12 @@ def up(settings: Settings, concurrency: int, dispatchers: int = DISPATCHERS) -> 
         managed = ManagedRedis(settings.managed_redis_port, Path(settings.data_dir))
         managed.start()
         env["RIDEFLOW_REDIS_URL"] = managed.url
+    # One metrics directory for every part, emptied of the last run's: the API's /metrics sums it.
+    metrics = Path(env.get(metrics_dir.ENV) or Path(settings.data_dir) / "metrics")
+    env[metrics_dir.ENV] = str(metrics_dir.prepare(metrics))
     children: dict[str, subprocess.Popen[bytes]] = {}
     _migrate_record(settings)
-    parts = [("api", ["api"]), ("jobs", ["jobs"]), ("recorder", ["recorder"])]
-    parts += [
-        (f"dispatcher-{n}", ["dispatcher", "--concurrency", str(concurrency)])
-        for n in range(1, dispatchers + 1)
-    ]
+    parts = shape.parts(concurrency)
     try:
         if not _port_frees(settings.port):
             log.error(
@@ -185,9 +237,10 @@ def up(settings: Settings, concurrency: int, dispatchers: int = DISPATCHERS) -> 
                 preexec_fn=die_with_parent(signal.SIGKILL),  # noqa: PLW1509 (main thread)
             )
         log.info(
-            "RideFlow is up: http://%s:%d/docs (Ctrl-C stops everything)",
+            "RideFlow is up: http://%s:%d/docs (%s; Ctrl-C stops everything)",
             settings.host,
             settings.port,
+            shape,
         )
         while not stop.wait(0.5):
             dead = [n for n, p in children.items() if p.poll() is not None]
