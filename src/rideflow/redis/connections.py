@@ -103,23 +103,30 @@ def create_redis(settings: Settings, owner: str, *, socket_timeout: float = 5.0)
     pool = BlockingConnectionPool.from_url(
         url,
         **extra,
+        **_options(owner, socket_timeout),
         max_connections=settings.redis_pool_size,
         timeout=5,
-        socket_connect_timeout=2,
-        socket_timeout=socket_timeout,
-        health_check_interval=30,
-        client_name=f"rideflow-{owner}",
-        decode_responses=True,
+    )
+    return Redis.from_pool(pool)  # closing the client closes the pool
+
+
+def _options(owner: str, socket_timeout: float) -> dict[str, Any]:
+    """What every client of RideFlow's, single or cluster, is made with."""
+    return {
+        "socket_connect_timeout": 2,
+        "socket_timeout": socket_timeout,
+        "health_check_interval": 30,
+        "client_name": f"rideflow-{owner}",
+        "decode_responses": True,
         # No automatic retries: a command whose reply was lost may have run, and replaying a
         # script (enqueue, reserve, finish) is not safe. Callers answer 503 or retry by design.
-        retry=Retry(NoBackoff(), 0),
+        "retry": Retry(NoBackoff(), 0),
         # With maintenance notifications on (redis-py's "auto" default, for Redis Enterprise
         # endpoints that move), the pool skips its check of a connection taken from it, so a
         # socket Redis closed (a restart) is used and fails: a 503 per stale connection once
         # Redis is back. Measured here: tests/e2e/test_outage.py fails without this line.
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
-    )
-    return Redis.from_pool(pool)  # closing the client closes the pool
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
 
 
 def _create_cluster(settings: Settings, url: str, owner: str, socket_timeout: float) -> Redis:
@@ -131,15 +138,9 @@ def _create_cluster(settings: Settings, url: str, owner: str, socket_timeout: fl
 
     cluster = RideflowCluster.from_url(
         url,
+        **_options(owner, socket_timeout),
         max_connections=settings.redis_cluster_node_connections,
-        socket_connect_timeout=2,
-        socket_timeout=socket_timeout,
-        health_check_interval=30,
-        client_name=f"rideflow-{owner}",
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),
         require_full_coverage=False,
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
     return cast(Redis, cluster)
 
