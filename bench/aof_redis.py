@@ -18,6 +18,7 @@ from typing import Literal
 import redis as sync_redis
 
 from rideflow.process import die_with_parent
+from rideflow.workers.supervisor import stop_process
 
 Fsync = Literal["everysec", "always", "off"]
 START_TIMEOUT_S = 30.0
@@ -103,10 +104,5 @@ class AofRedis:
 
     def stop(self) -> None:
         """SIGTERM (it flushes its AOF), SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, "redis-server")

@@ -15,6 +15,7 @@ import redis as sync_redis
 
 from bench.harness import free_port
 from rideflow.process import die_with_parent
+from rideflow.workers.supervisor import stop_process
 
 NODE_TIMEOUT_MS = 1000
 """How long a master may be unreachable before its replica takes over (redis.conf's
@@ -91,13 +92,8 @@ class ClusterNode:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, "redis-server")
 
 
 class RedisClusterServer:

@@ -146,7 +146,7 @@ class ManagedRedis:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc, "redis-server")
+            stop_process(self.proc, "redis-server")
 
 
 def _answers(client: redis.Redis) -> bool:
@@ -171,7 +171,8 @@ def _port_frees(port: int) -> bool:
     return True
 
 
-def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
+def stop_process(proc: subprocess.Popen[bytes], name: str) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -250,7 +251,7 @@ def up(settings: Settings, concurrency: int, shape: Shape | None = None) -> int:
         return 0
     finally:
         for name, proc in children.items():
-            _stop(proc, name)
+            stop_process(proc, name)
         if managed is not None:
             managed.stop()
         log.info("stopped")
